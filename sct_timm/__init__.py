@@ -1,0 +1,15 @@
+"""sct_timm: Scale Calibrated Training (SCT) and Scale-Specific BatchNorm for timm.
+
+``import sct_timm`` registers ``sct_resnet18``, ``sct_resnet50`` and ``sct_mobilenetv2`` in timm's registry; import
+it before ``timm.create_model`` (``hf-hub:`` names included), since timm has no plugin entry point.
+"""
+from . import models
+from .convert import (
+    checkpoint_filter_fn, convert_to_sbn, fuse_scale, get_network_stride, get_scales, probe_bn_strides, sbn_layers,
+)
+from .layers import ScaleSpecificBatchNorm2d, ScaleSpecificBatchNormAct2d, is_sbn
+from .scales import (
+    DEFAULT_SCALES, SCALE_POLICIES, SCALE_PRESETS, SCT_A, SCT_DENSE, SCT_FMNIST, resolve_scales, select_scale,
+    validate_scales,
+)
+from .version import __version__

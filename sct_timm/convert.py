@@ -1,0 +1,178 @@
+"""Turn BatchNorm CNNs into S-BN models, and S-BN models back into plain single-resolution models.
+
+`convert_to_sbn` works on any module tree with ``nn.BatchNorm2d`` layers (timm, torchvision, your own): it learns
+each layer's stride from one shape-only forward on the meta device, so no weights are touched or copied for it.
+`fuse_scale` is the deployment direction: a plain model with one resolution's statistics folded into ordinary
+BatchNorm, for export or serving with no S-BN cost.
+"""
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .layers import ScaleSpecificBatchNorm2d, bn_from_sbn, expand_bn_state_dict, is_sbn, sbn_from_bn
+from .scales import deep_grid_size, resolve_scales, select_scale, validate_scales
+
+__all__ = [
+    'convert_to_sbn', 'fuse_scale', 'checkpoint_filter_fn', 'get_scales', 'get_network_stride',
+    'probe_bn_strides', 'sbn_layers',
+]
+
+_PROBE_SIZES = (512, 1024)
+
+
+def _infer_in_chans(model: nn.Module) -> int:
+    in_chans = getattr(model, 'in_chans', None)
+    if isinstance(in_chans, int):
+        return in_chans
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    raise ValueError('cannot infer the input channels: the model has no Conv2d and no in_chans attribute')
+
+
+def probe_bn_strides(model: nn.Module, layers: Sequence[nn.Module]) -> List[int]:
+    """Total stride of each of ``layers``' inputs, from a shape-only forward at two sizes on the meta device.
+
+    Two probe sizes tell a layer whose map follows the input (a stride) from one that does not (e.g. BatchNorm after
+    global pooling), which cannot recover the input resolution and so cannot be scale-specific.
+    """
+    names = {id(m): n for n, m in model.named_modules()}
+    in_chans = _infer_in_chans(model)
+    seen: Dict[int, List[Tuple[int, int]]] = {id(m): [] for m in layers}
+
+    def record(module, args):
+        seen[id(module)].append(tuple(args[0].shape[-2:]))
+
+    handles = [m.register_forward_pre_hook(record) for m in layers]
+    meta_state = {
+        name: torch.empty_like(t, device='meta')
+        for name, t in [*model.named_parameters(), *model.named_buffers()]
+    }
+    try:
+        with torch.no_grad():
+            for size in _PROBE_SIZES:
+                x = torch.empty(1, in_chans, size, size, device='meta')
+                torch.func.functional_call(model, meta_state, (x,), strict=False)
+    except Exception as e:
+        raise ValueError(f'cannot probe the model at {_PROBE_SIZES} px to find BatchNorm strides: {e}') from e
+    finally:
+        for h in handles:
+            h.remove()
+
+    strides = []
+    for m in layers:
+        shapes = seen[id(m)]
+        name = names.get(id(m), type(m).__name__)
+        if len(shapes) != len(_PROBE_SIZES) or len(set(shapes)) != len(shapes):
+            raise ValueError(
+                f"BatchNorm '{name}' is not called once per forward with a map that follows the input size "
+                f'(saw {shapes}): its scale cannot be told from its input')
+        stride = None
+        for size, (h, w) in zip(_PROBE_SIZES, shapes):
+            s = size // h
+            if h * s != size or w * s != size or (stride is not None and s != stride):
+                raise ValueError(f"BatchNorm '{name}' has a non power-of-two stride (maps {shapes})")
+            stride = s
+        strides.append(stride)
+    return strides
+
+
+def _bn_children(model: nn.Module) -> List[Tuple[nn.Module, str, nn.BatchNorm2d]]:
+    found = []
+    for parent in model.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.BatchNorm2d) and not is_sbn(child):
+                found.append((parent, child_name, child))
+    return found
+
+
+def convert_to_sbn(
+        model: nn.Module,
+        scales: 'Sequence[int] | str | None' = None,
+        policy: str = 'nearest',
+        network_stride: Optional[int] = None,
+) -> nn.Module:
+    """Replace every ``nn.BatchNorm2d`` (timm's ``BatchNormAct2d`` included) with Scale-Specific BatchNorm.
+
+    Every scale starts from the BatchNorm's current values, so a pretrained network converts losslessly: at any
+    resolution the converted model computes what the original did. Modified in place and returned.
+
+    Args:
+        model: Any CNN whose BatchNorm2d layers see maps that follow the input size.
+        scales: Training resolutions, a preset name (``'sct_a'``) or None for the default (SCT-A).
+        policy: ``'nearest'`` or ``'interpolate'`` between training scales (see `sct_timm.scales`).
+        network_stride: Stride of the deepest feature map; inferred as the largest BatchNorm stride if None.
+    """
+    scales = resolve_scales(scales)
+    targets = _bn_children(model)
+    if not targets:
+        raise ValueError(f'{type(model).__name__} has no BatchNorm2d layer to convert')
+    strides = probe_bn_strides(model, [bn for _, _, bn in targets])
+    network_stride = network_stride or max(strides)
+    scales = validate_scales(scales, network_stride)
+    for (parent, child_name, bn), stride in zip(targets, strides):
+        if network_stride % stride:
+            raise ValueError(f"BatchNorm '{child_name}' at stride {stride} lies beyond network stride {network_stride}")
+        setattr(parent, child_name, sbn_from_bn(bn, scales, network_stride, stride, policy))
+    return model
+
+
+def sbn_layers(model: nn.Module) -> List[ScaleSpecificBatchNorm2d]:
+    return [m for m in model.modules() if is_sbn(m)]
+
+
+def _first_sbn(model: nn.Module) -> ScaleSpecificBatchNorm2d:
+    layers = sbn_layers(model)
+    if not layers:
+        raise ValueError(f'{type(model).__name__} has no Scale-Specific BatchNorm layer (not an SCT model)')
+    return layers[0]
+
+
+def get_scales(model: nn.Module) -> Tuple[int, ...]:
+    """The training scales an SCT model was built for, largest first."""
+    return tuple(_first_sbn(model).scales)
+
+
+def get_network_stride(model: nn.Module) -> int:
+    return _first_sbn(model).network_stride
+
+
+def fuse_scale(model: nn.Module, resolution: int) -> nn.Module:
+    """A copy of ``model`` with every S-BN replaced by plain BatchNorm holding the statistics for ``resolution``.
+
+    The copy computes exactly what the S-BN model computes at ``resolution`` (including the interpolation policy),
+    with no per-call selection: the form to export (ONNX, ``torch.export``) or serve at one resolution. The
+    original model is not modified.
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution <= 0:
+        raise ValueError(f'resolution must be a positive int (square side, px), got {resolution!r}')
+    first = _first_sbn(model)
+    if resolution < first.network_stride:
+        raise ValueError(
+            f'cannot serve {resolution} px: below the network stride {first.network_stride} px, the smallest input')
+    fused = copy.deepcopy(model)
+    g = deep_grid_size(resolution, first.network_stride)
+    for parent in list(fused.modules()):
+        for child_name, child in list(parent.named_children()):
+            if is_sbn(child):
+                lo, hi, t = select_scale(child.grid, g, child.policy == 'interpolate' and not child.training)
+                setattr(parent, child_name, bn_from_sbn(child, lo, hi, t))
+    return fused
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
+    """timm ``pretrained_filter_fn``: load plain-BN checkpoints (every scale starts equal) into an S-BN model.
+
+    Unwraps the usual checkpoint containers (``state_dict``, ``model``, EMA) so a training checkpoint works too.
+    """
+    for wrapper in ('state_dict_ema', 'model_ema', 'state_dict', 'model'):
+        if wrapper in state_dict and isinstance(state_dict[wrapper], dict):
+            state_dict = state_dict[wrapper]
+            break
+    state_dict = {k[7:] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    for name, module in model.named_modules():
+        if is_sbn(module):
+            expand_bn_state_dict(state_dict, f'{name}.' if name else '', module)
+    return state_dict

@@ -1,0 +1,279 @@
+"""Scale-Specific BatchNorm (S-BN) from Scale Calibrated Training (Yu et al., arXiv:1909.00182).
+
+One set of (gamma, beta, running mean, running var) per training scale; the convolutions around it stay shared.
+The scale is chosen from the input's spatial size at every call (see `sct_timm.scales`), so the layer keeps no
+"current scale" state: two threads may run one model at different resolutions at once.
+
+Per-scale tensors are stored *stacked and flat*, scale-major (``weight[i * C:(i + 1) * C]`` is scale ``i``), because:
+
+* a backward pass at one resolution gives the whole parameter a gradient (zeros for the other scales), which is what
+  timm's model tests, DDP without ``find_unused_parameters`` and every optimiser expect;
+* 1-D tensors are exempt from weight decay in timm's parameter grouping, as BatchNorm's gamma/beta always are.
+"""
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from timm.layers import BatchNormAct2d
+from timm.models import register_notrace_module
+
+from .scales import SCALE_POLICIES, scale_grid, select_scale, validate_scales
+
+__all__ = ['ScaleSpecificBatchNorm2d', 'ScaleSpecificBatchNormAct2d', 'is_sbn']
+
+
+@register_notrace_module
+class ScaleSpecificBatchNorm2d(nn.Module):
+    """BatchNorm2d with one set of affine parameters and running statistics per training scale.
+
+    Args:
+        num_features: Channels ``C``.
+        scales: Training resolutions (square side, px), stored descending: index 0 is the largest scale.
+        network_stride: Total stride ``S`` of the deepest feature map of the network this layer lives in.
+        layer_stride: Total stride of this layer's input relative to the network input; must divide
+            ``network_stride``. Together they let the layer recover the deep-grid size ``ceil(r / S)``.
+        policy: ``'nearest'`` or ``'interpolate'`` for resolutions between training scales.
+    """
+
+    def __init__(
+            self,
+            num_features: int,
+            scales: Sequence[int],
+            network_stride: int = 32,
+            layer_stride: int = 1,
+            eps: float = 1e-5,
+            momentum: Optional[float] = 0.1,
+            affine: bool = True,
+            track_running_stats: bool = True,
+            policy: str = 'nearest',
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        if policy not in SCALE_POLICIES:
+            raise ValueError(f'unknown scale policy {policy!r}: use one of {SCALE_POLICIES}')
+        if layer_stride <= 0 or network_stride % layer_stride:
+            raise ValueError(f'layer stride {layer_stride} does not divide the network stride {network_stride}')
+        if not track_running_stats:
+            raise ValueError('ScaleSpecificBatchNorm2d needs track_running_stats=True: per-scale statistics are its point')
+        scales = validate_scales(scales, network_stride)
+        dd = {'device': device, 'dtype': dtype}
+        self.num_features = num_features
+        self.scales: List[int] = list(scales)
+        self.num_scales = len(scales)
+        self.grid: List[int] = scale_grid(scales, network_stride)
+        self.network_stride = network_stride
+        self.layer_stride = layer_stride
+        self.divisor = network_stride // layer_stride
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        self.policy = policy
+        size = self.num_scales * num_features
+        if affine:
+            self.weight = nn.Parameter(torch.ones(size, **dd))
+            self.bias = nn.Parameter(torch.zeros(size, **dd))
+        else:
+            self.register_parameter('weight', None)
+            self.register_parameter('bias', None)
+        self.register_buffer('running_mean', torch.zeros(size, **dd))
+        self.register_buffer('running_var', torch.ones(size, **dd))
+        self.register_buffer(
+            'num_batches_tracked', torch.zeros(self.num_scales, dtype=torch.long, device=device))
+
+    def extra_repr(self) -> str:
+        return (
+            f'{self.num_features}, scales={tuple(self.scales)}, layer_stride={self.layer_stride}, '
+            f'network_stride={self.network_stride}, policy={self.policy}, eps={self.eps}, momentum={self.momentum}, '
+            f'affine={self.affine}'
+        )
+
+    def select(self, x: torch.Tensor) -> Tuple[int, int, float]:
+        """Validate the input and return ``(lo, hi, t)``: the scale(s) serving its resolution and the blend."""
+        if x.dim() != 4:
+            raise ValueError(f'expected a 4-D (N, C, H, W) input, got shape {list(x.shape)}')
+        if x.shape[1] != self.num_features:
+            raise ValueError(f'expected {self.num_features} channels, got shape {list(x.shape)}')
+        side = min(x.shape[-2], x.shape[-1])
+        if side < self.divisor:
+            raise ValueError(
+                f'input too small: a {x.shape[-2]}x{x.shape[-1]} map at stride {self.layer_stride} means an input '
+                f'below the network stride of {self.network_stride} px, the smallest resolution it serves')
+        g = (side + self.divisor - 1) // self.divisor
+        return select_scale(self.grid, g, self.policy == 'interpolate' and not self.training)
+
+    def scale_tensors(
+            self, lo: int, hi: int, t: float,
+    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """(running_mean, running_var, weight, bias) for scale ``lo`` blended towards ``hi`` by ``t``.
+
+        With ``t == 0`` these are views into the stacked tensors, so a train-mode batch_norm updates that scale's
+        running statistics in place and gradients reach only that scale's slice.
+        """
+        m, c = self.num_scales, self.num_features
+        mean = self.running_mean.view(m, c)
+        var = self.running_var.view(m, c)
+        weight = self.weight
+        bias = self.bias
+        if t == 0.0:
+            if weight is not None and bias is not None:
+                return mean[lo], var[lo], weight.view(m, c)[lo], bias.view(m, c)[lo]
+            return mean[lo], var[lo], None, None
+        blended_weight: Optional[torch.Tensor] = None
+        blended_bias: Optional[torch.Tensor] = None
+        if weight is not None and bias is not None:
+            blended_weight = torch.lerp(weight.view(m, c)[lo], weight.view(m, c)[hi], t)
+            blended_bias = torch.lerp(bias.view(m, c)[lo], bias.view(m, c)[hi], t)
+        return torch.lerp(mean[lo], mean[hi], t), torch.lerp(var[lo], var[hi], t), blended_weight, blended_bias
+
+    def normalize(self, x: torch.Tensor, lo: int, hi: int, t: float) -> torch.Tensor:
+        mean, var, weight, bias = self.scale_tensors(lo, hi, t)
+        momentum = 0.0
+        if self.training:
+            self.num_batches_tracked[lo].add_(1)
+            momentum_opt = self.momentum
+            if momentum_opt is None:
+                momentum = 1.0 / float(self.num_batches_tracked[lo])  # cumulative moving average, as BatchNorm
+            else:
+                momentum = momentum_opt
+        return F.batch_norm(x, mean, var, weight, bias, self.training, momentum, self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lo, hi, t = self.select(x)
+        return self.normalize(x, lo, hi, t)
+
+    def _load_from_state_dict(
+            self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs,
+    ):
+        # plain BatchNorm checkpoints (timm, torchvision) load into every scale; other scale counts are an error
+        expand_bn_state_dict(state_dict, prefix, self)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+
+
+@register_notrace_module
+class ScaleSpecificBatchNormAct2d(ScaleSpecificBatchNorm2d):
+    """S-BN followed by timm's ``drop`` and ``act``: the S-BN counterpart of `timm.layers.BatchNormAct2d`.
+
+    Parameter and module names match ``BatchNormAct2d`` so timm checkpoints map key for key.
+    """
+
+    def __init__(
+            self,
+            num_features: int,
+            scales: Sequence[int],
+            network_stride: int = 32,
+            layer_stride: int = 1,
+            eps: float = 1e-5,
+            momentum: Optional[float] = 0.1,
+            affine: bool = True,
+            track_running_stats: bool = True,
+            policy: str = 'nearest',
+            drop: Optional[nn.Module] = None,
+            act: Optional[nn.Module] = None,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__(
+            num_features, scales, network_stride=network_stride, layer_stride=layer_stride, eps=eps,
+            momentum=momentum, affine=affine, track_running_stats=track_running_stats, policy=policy,
+            device=device, dtype=dtype,
+        )
+        self.drop = drop if drop is not None else nn.Identity()
+        self.act = act if act is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lo, hi, t = self.select(x)
+        x = self.normalize(x, lo, hi, t)
+        x = self.drop(x)
+        x = self.act(x)
+        return x
+
+
+def is_sbn(module: nn.Module) -> bool:
+    return isinstance(module, ScaleSpecificBatchNorm2d)
+
+
+_STACKED_KEYS = ('weight', 'bias', 'running_mean', 'running_var')
+
+
+def expand_bn_state_dict(state_dict: dict, prefix: str, layer: ScaleSpecificBatchNorm2d) -> None:
+    """In place: turn plain BatchNorm entries under ``prefix`` into ``layer``'s stacked per-scale layout.
+
+    Every scale starts from the same BatchNorm values, which is how the paper initialises S-BN from a pretrained
+    network. Entries already stacked for ``layer.num_scales`` scales pass through; any other count raises.
+    """
+    m, c = layer.num_scales, layer.num_features
+    for name in _STACKED_KEYS:
+        key = prefix + name
+        value = state_dict.get(key)
+        if value is None or value.dim() != 1:
+            continue
+        if value.numel() == c and m > 1:
+            state_dict[key] = value.repeat(m)
+        elif value.numel() != m * c:
+            found = f'{value.numel() // c} scales' if value.numel() % c == 0 else f'{value.numel()} values'
+            raise ValueError(
+                f"checkpoint entry '{key}' has {found}, the model's layer has {m} scales {tuple(layer.scales)} "
+                f'of {c} channels')
+    key = prefix + 'num_batches_tracked'
+    value = state_dict.get(key)
+    if value is None:
+        return
+    if value.dim() == 0:
+        state_dict[key] = value.reshape(1).repeat(m)
+    elif value.numel() != m:
+        raise ValueError(f"checkpoint entry '{key}' has {value.numel()} scales, the model's layer has {m}")
+
+
+def sbn_from_bn(
+        bn: nn.BatchNorm2d,
+        scales: Sequence[int],
+        network_stride: int,
+        layer_stride: int,
+        policy: str = 'nearest',
+) -> ScaleSpecificBatchNorm2d:
+    """An S-BN layer whose every scale starts from ``bn``'s parameters and statistics."""
+    kwargs = dict(
+        network_stride=network_stride, layer_stride=layer_stride, eps=bn.eps, momentum=bn.momentum,
+        affine=bn.affine, track_running_stats=True, policy=policy,
+        device=bn.running_mean.device if bn.running_mean is not None else None,
+        dtype=bn.running_mean.dtype if bn.running_mean is not None else None,
+    )
+    if isinstance(bn, BatchNormAct2d):
+        sbn = ScaleSpecificBatchNormAct2d(bn.num_features, scales, drop=bn.drop, act=bn.act, **kwargs)
+    else:
+        sbn = ScaleSpecificBatchNorm2d(bn.num_features, scales, **kwargs)
+    state = {k: v for k, v in bn.state_dict().items() if k.split('.')[0] not in ('drop', 'act')}
+    if bn.running_mean is None:  # track_running_stats=False: start from the identity statistics
+        state.update(running_mean=sbn.running_mean[:bn.num_features], running_var=sbn.running_var[:bn.num_features])
+    expand_bn_state_dict(state, '', sbn)
+    with torch.no_grad():
+        for name, value in state.items():
+            getattr(sbn, name).copy_(value)
+    sbn.train(bn.training)
+    return sbn
+
+
+def bn_from_sbn(sbn: ScaleSpecificBatchNorm2d, lo: int, hi: int, t: float) -> nn.BatchNorm2d:
+    """A plain BatchNorm (or timm BatchNormAct2d) that computes what ``sbn`` computes for the given selection."""
+    dd = dict(device=sbn.running_mean.device, dtype=sbn.running_mean.dtype)
+    kwargs = dict(eps=sbn.eps, momentum=sbn.momentum, affine=sbn.affine, track_running_stats=True, **dd)
+    if isinstance(sbn, ScaleSpecificBatchNormAct2d):
+        bn = BatchNormAct2d(sbn.num_features, apply_act=False, **kwargs)
+        bn.drop = sbn.drop
+        bn.act = sbn.act
+    else:
+        bn = nn.BatchNorm2d(sbn.num_features, **kwargs)
+    mean, var, weight, bias = sbn.scale_tensors(lo, hi, t)
+    with torch.no_grad():
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+        bn.num_batches_tracked.copy_(sbn.num_batches_tracked[lo])
+        if weight is not None and bias is not None:
+            bn.weight.copy_(weight)
+            bn.bias.copy_(bias)
+    bn.train(sbn.training)
+    return bn

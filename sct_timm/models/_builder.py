@@ -1,0 +1,83 @@
+"""Shared construction of SCT models: timm's own architecture, then every BatchNorm turned into S-BN.
+
+Building the plain timm model through its public entrypoint keeps each SCT model *exactly* the timm architecture
+(same class, same module names, same ``forward_intermediates``), so timm checkpoints, feature extraction and tools
+apply unchanged.
+"""
+from typing import Any, Dict, Optional, Sequence
+
+import timm
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, resolve_pretrained_cfg
+from torch import nn
+
+from ..convert import checkpoint_filter_fn, convert_to_sbn
+from ..scales import resolve_scales
+
+__all__ = ['sct_cfg', 'create_sct_model']
+
+
+def sct_cfg(url: str = '', **kwargs) -> Dict[str, Any]:
+    """Pretrained cfg defaults shared by every SCT tag; a tag overrides only what differs."""
+    return {
+        'url': url,
+        'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
+        'crop_pct': 0.875, 'interpolation': 'bilinear',
+        'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
+        'license': 'apache-2.0',
+        'paper_ids': 'arXiv:1909.00182',
+        'paper_name': 'Scale Calibrated Training: Improving Generalization of Deep Networks via Scale-Specific '
+                      'Normalization',
+        **kwargs,
+    }
+
+
+def _tag_of(variant: str, pretrained_cfg: Any) -> str:
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg)
+    return f'{variant}.{cfg.tag}' if cfg.tag else variant
+
+
+def _build_sct(
+        base_model: str,
+        scales: Sequence[int],
+        scale_policy: str = 'nearest',
+        **kwargs,
+) -> nn.Module:
+    model = timm.create_model(base_model, pretrained=False, **kwargs)
+    model = convert_to_sbn(model, scales, policy=scale_policy)
+    # recorded so that timm's Hub export (config.json model_args) rebuilds the same scales
+    model._model_args = {'scales': list(scales)}
+    if scale_policy != 'nearest':
+        model._model_args['scale_policy'] = scale_policy
+    return model
+
+
+def create_sct_model(
+        variant: str,
+        base_model: str,
+        pretrained: bool = False,
+        tag_scales: Optional[Dict[str, Sequence[int]]] = None,
+        feature_cfg: Optional[Dict[str, Any]] = None,
+        **kwargs,
+) -> nn.Module:
+    """Build SCT ``variant`` from timm's ``base_model`` via ``build_model_with_cfg``.
+
+    Scales come from the explicit ``scales`` kwarg, else the pretrained tag's entry in ``tag_scales`` (a tag's
+    weights only fit the scale count they were trained with), else the default preset (SCT-A).
+    """
+    scales = kwargs.pop('scales', None)
+    if scales is None and tag_scales:
+        scales = tag_scales.get(_tag_of(variant, kwargs.get('pretrained_cfg')))
+    kwargs['scales'] = resolve_scales(scales)
+
+    def build(**model_kwargs):
+        return _build_sct(base_model, **model_kwargs)
+
+    return build_model_with_cfg(
+        build,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=feature_cfg,
+        **kwargs,
+    )

@@ -1,0 +1,27 @@
+"""SCT MobileNetV2: timm's ``mobilenetv2_100`` with Scale-Specific BatchNorm (Yu et al., arXiv:1909.00182)."""
+from typing import Dict, Sequence
+
+from timm.models import EfficientNet, generate_default_cfgs, register_model
+
+from ._builder import create_sct_model, sct_cfg
+
+__all__ = []
+
+TAG_SCALES: Dict[str, Sequence[int]] = {}
+
+
+def _cfg(url: str = '', **kwargs):
+    return sct_cfg(url, first_conv='conv_stem', classifier='classifier', interpolation='bicubic', **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    'sct_mobilenetv2': _cfg(),
+})
+
+
+@register_model
+def sct_mobilenetv2(pretrained: bool = False, **kwargs) -> EfficientNet:
+    """MobileNetV2 (width 1.0) with S-BN; ``scales`` picks the training resolutions (default SCT-A)."""
+    return create_sct_model(
+        'sct_mobilenetv2', 'mobilenetv2_100', pretrained, tag_scales=TAG_SCALES,
+        feature_cfg=dict(flatten_sequential=True), **kwargs)

@@ -1,0 +1,141 @@
+"""Scale sets and the rule that maps an input resolution to a training scale.
+
+Scale Calibrated Training (SCT, Yu et al., arXiv:1909.00182) trains one network on a *scale collection*: each batch
+resized to M square resolutions. Scale-Specific BatchNorm then has to decide, from the input alone, which scale's
+statistics serve a forward pass. Everything here is a pure function so that the layers, `fuse_scale`, the trainer
+and the benchmarks share one rule.
+
+The rule. A layer at total stride ``s`` of a network whose deepest feature map has stride ``S`` sees a side of
+``ceil(r / s)`` for an input side ``r`` (every strided conv and pool in these CNNs rounds up). Nested rounding gives
+``ceil(ceil(r / s) / (S / s)) == ceil(r / S)``, so *every* layer can compute the same "deep-grid size"
+``g = ceil(r / S)`` from its own input, and all layers of one forward pass agree on the scale. The price is
+granularity: resolutions with the same ``ceil(r / S)`` are indistinguishable to the deepest layers, so a scale set
+needs one training scale per deep-grid size (for S = 32: 64 and 96 are fine, 64 and 48 are not).
+
+Given ``g`` and the training scales' grid sizes ``g_i``:
+
+* ``'nearest'`` (default): the scale whose ``g_i`` is nearest to ``g``; a tie goes to the larger scale.
+* ``'interpolate'``: between the two neighbouring scales, statistics and affine parameters are blended linearly in
+  ``g``; outside the trained range the end scale is used. In train mode the nearest scale is always used, since
+  batch statistics are collected per scale.
+
+Non-square inputs use the shorter side, the side timm's eval transform resizes to the target size.
+"""
+from typing import List, Sequence, Tuple
+
+__all__ = [
+    'SCT_A', 'SCT_DENSE', 'SCT_FMNIST', 'SCALE_PRESETS', 'DEFAULT_SCALES', 'SCALE_POLICIES',
+    'validate_scales', 'resolve_scales', 'deep_grid_size', 'scale_grid', 'select_scale',
+]
+
+SCT_A: Tuple[int, ...] = (320, 224, 192, 128, 64)
+"""The paper's SCT-A scale collection for ImageNet (standard 224, spanning 64 to 320)."""
+
+SCT_DENSE: Tuple[int, ...] = (224, 192, 160, 128, 96)
+"""Every deep-grid size from 96 to 224 px at stride 32: for serving the common 96-224 range without gaps."""
+
+SCT_FMNIST: Tuple[int, ...] = (64, 32)
+"""Fashion-MNIST (28 px originals): standard 64 and half 32, the smallest side a stride-32 network accepts."""
+
+SCALE_PRESETS = {
+    'sct_a': SCT_A,
+    'sct_dense': SCT_DENSE,
+    'sct_fmnist': SCT_FMNIST,
+}
+DEFAULT_SCALES = SCT_A
+SCALE_POLICIES = ('nearest', 'interpolate')
+
+
+def resolve_scales(scales: 'str | Sequence[int] | int | None') -> Tuple[int, ...]:
+    """Turn a preset name, a comma-separated string, an int or a sequence into a validated, descending tuple.
+
+    Descending order is canonical (the paper lists SCT-A largest first), so scale index 0 is the standard resolution.
+    """
+    if scales is None:
+        return DEFAULT_SCALES
+    if isinstance(scales, str):
+        name = scales.strip().lower()
+        if name in SCALE_PRESETS:
+            return SCALE_PRESETS[name]
+        try:
+            scales = [int(s) for s in name.replace(' ', '').split(',') if s]
+        except ValueError:
+            raise ValueError(
+                f'unknown scale preset {scales!r}: use one of {sorted(SCALE_PRESETS)} or comma-separated sizes'
+            ) from None
+    elif isinstance(scales, int):
+        scales = [scales]
+    return validate_scales(scales)
+
+
+def validate_scales(scales: Sequence[int], network_stride: int = 1) -> Tuple[int, ...]:
+    """Check a scale set and return it as a descending tuple.
+
+    Rejects empty, non-integer, non-positive, duplicated and unsorted sets (either sort order is accepted), and
+    with ``network_stride`` > 1, sets whose members share a deep-grid size or lie below the stride.
+    """
+    scales = list(scales)
+    if not scales:
+        raise ValueError('scales is empty: give at least one training resolution')
+    for s in scales:
+        if isinstance(s, bool) or not isinstance(s, int):
+            raise ValueError(f'scales must be integers (square side in pixels), got {s!r} in {scales}')
+        if s <= 0:
+            raise ValueError(f'scales must be positive, got {s} in {scales}')
+    if len(set(scales)) != len(scales):
+        raise ValueError(f'scales contain duplicates: {scales}')
+    if scales != sorted(scales) and scales != sorted(scales, reverse=True):
+        raise ValueError(f'scales must be sorted (descending or ascending), got {scales}')
+    scales = sorted(scales, reverse=True)
+    if network_stride > 1:
+        too_small = [s for s in scales if s < network_stride]
+        if too_small:
+            raise ValueError(
+                f'scales {too_small} are below the network stride {network_stride} px: the smallest input it serves')
+        grid = scale_grid(scales, network_stride)
+        for i in range(len(scales) - 1):
+            if grid[i] == grid[i + 1]:
+                raise ValueError(
+                    f'scales {scales[i]} and {scales[i + 1]} cannot be told apart by a network of stride '
+                    f'{network_stride} (both give a {grid[i]}x{grid[i]} deepest feature map); space scales by at '
+                    f'least {network_stride} px')
+    return tuple(scales)
+
+
+def deep_grid_size(resolution: int, network_stride: int) -> int:
+    """Side of the deepest feature map for an input side ``resolution``: ``ceil(resolution / network_stride)``."""
+    return (resolution + network_stride - 1) // network_stride
+
+
+def scale_grid(scales: Sequence[int], network_stride: int) -> List[int]:
+    """Deep-grid size of each training scale."""
+    return [deep_grid_size(s, network_stride) for s in scales]
+
+
+def select_scale(grid: List[int], g: int, interpolate: bool) -> Tuple[int, int, float]:
+    """Pick the statistics for deep-grid size ``g`` given the scales' grid sizes (descending).
+
+    Returns ``(lo, hi, t)``: blend scale ``lo`` towards scale ``hi`` by ``t`` (``t == 0.0`` means scale ``lo``
+    alone). TorchScript-compatible, so the layers call it inside ``forward``.
+    """
+    n = len(grid)
+    # exact match or outside the trained range: a single scale
+    for i in range(n):
+        if grid[i] == g:
+            return i, i, 0.0
+    if g > grid[0]:
+        return 0, 0, 0.0
+    if g < grid[n - 1]:
+        return n - 1, n - 1, 0.0
+    # g lies strictly between two neighbours, grid[i] > g > grid[i + 1]
+    i = 0
+    while grid[i + 1] > g:
+        i += 1
+    upper = grid[i]
+    lower = grid[i + 1]
+    if interpolate:
+        return i, i + 1, float(upper - g) / float(upper - lower)
+    # nearest; a tie goes to the larger scale (index i)
+    if upper - g <= g - lower:
+        return i, i, 0.0
+    return i + 1, i + 1, 0.0
