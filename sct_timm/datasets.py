@@ -1,0 +1,161 @@
+"""Datasets: Fashion-MNIST straight from Debian's gzip IDX files, everything else through timm.
+
+Fashion-MNIST (Xiao et al., arXiv:1708.07747) is the real image data set every machine of this project has:
+``apt-get install dataset-fashion-mnist`` puts the four original ``*-ubyte.gz`` files in
+``/usr/share/datasets/fashion-mnist``. timm's ``torch/fashion_mnist`` wants torchvision's extracted folder layout,
+so a small reader here serves the files as they are installed. Images are single-channel PIL images (``in_chans=1``,
+with the mean/std below); Fashion-MNIST has no validation split, so ``validation``/``test`` both name its
+10,000-image test set.
+"""
+import gzip
+import os
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+import torch.utils.data
+from PIL import Image
+from timm.data import create_dataset as timm_create_dataset
+
+__all__ = [
+    'FMNIST_DIR', 'FMNIST_NAMES', 'FMNIST_MEAN', 'FMNIST_STD', 'FMNIST_CLASSES', 'FashionMNIST', 'create_dataset',
+    'is_fmnist',
+]
+
+FMNIST_DIR = '/usr/share/datasets/fashion-mnist'
+FMNIST_NAMES = ('fmnist', 'fashion_mnist', 'fashion-mnist')
+# pixel mean/std over the 60,000 training images, in [0, 1]
+FMNIST_MEAN = (0.2860,)
+FMNIST_STD = (0.3530,)
+FMNIST_CLASSES = (
+    'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
+)
+_SPLIT_PREFIX = {'train': 'train', 'validation': 't10k', 'val': 't10k', 'test': 't10k'}
+
+
+def is_fmnist(name: Optional[str]) -> bool:
+    return bool(name) and name.lower() in FMNIST_NAMES
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    try:
+        with gzip.open(path, 'rb') as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f'{path}: not a readable gzip IDX file ({e})') from None
+    if len(data) < 8 or int.from_bytes(data[:4], 'big') != magic:
+        raise ValueError(f'{path}: not an IDX file of the expected kind (bad magic number)')
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    if len(data) - offset != int(np.prod(dims)):
+        raise ValueError(f'{path}: truncated (expected {int(np.prod(dims))} values)')
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+class FashionMNIST(torch.utils.data.Dataset):
+    """Fashion-MNIST from the original gzip IDX files; yields ``(PIL 'L' image, label)`` through ``transform``.
+
+    ``transform`` is a plain attribute so timm's ``create_loader`` can set it, as it does for its own datasets.
+    """
+
+    def __init__(
+            self,
+            root: 'str | os.PathLike | None' = None,
+            split: str = 'train',
+            transform: Optional[Callable] = None,
+            num_samples: Optional[int] = None,
+    ):
+        root = Path(root or FMNIST_DIR)
+        if split not in _SPLIT_PREFIX:
+            raise ValueError(f'unknown Fashion-MNIST split {split!r}: use one of {sorted(_SPLIT_PREFIX)}')
+        prefix = _SPLIT_PREFIX[split]
+        images_path = root / f'{prefix}-images-idx3-ubyte.gz'
+        labels_path = root / f'{prefix}-labels-idx1-ubyte.gz'
+        for path in (images_path, labels_path):
+            if not path.is_file():
+                hint = ' (install it with: apt-get install dataset-fashion-mnist)' if root == Path(FMNIST_DIR) else ''
+                raise FileNotFoundError(f'Fashion-MNIST file not found: {path}{hint}')
+        images = _read_idx(images_path, 0x00000803)
+        labels = _read_idx(labels_path, 0x00000801)
+        if len(images) != len(labels):
+            raise ValueError(f'{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels')
+        if num_samples is not None:
+            if num_samples <= 0:
+                raise ValueError(f'num_samples must be positive, got {num_samples}')
+            # a class-balanced, deterministic subset: the first images of each class, interleaved
+            order = np.argsort(_rank_within_class(labels), kind='stable')
+            keep = np.sort(order[:num_samples])
+            images, labels = images[keep], labels[keep]
+        self.images = images
+        self.targets = labels.astype(np.int64)
+        self.transform = transform
+        self.split = split
+        self.classes = FMNIST_CLASSES
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> Tuple[object, int]:
+        image = Image.fromarray(self.images[index], mode='L')
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.targets[index])
+
+
+def _rank_within_class(labels: np.ndarray) -> np.ndarray:
+    """For each sample, how many earlier samples share its label (0 for the first of each class)."""
+    ranks = np.zeros(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        ranks[idx] = np.arange(len(idx))
+    return ranks
+
+
+class _Subset(torch.utils.data.Dataset):
+    """First ``n`` samples of a map-style dataset, forwarding ``transform`` so timm's loader can set it."""
+
+    def __init__(self, dataset, n: int):
+        self.dataset = dataset
+        self.n = min(n, len(dataset))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int):
+        if index >= self.n:
+            raise IndexError(index)
+        return self.dataset[index]
+
+    @property
+    def transform(self):
+        return self.dataset.transform
+
+    @transform.setter
+    def transform(self, value):
+        self.dataset.transform = value
+
+
+def create_dataset(
+        name: str,
+        root: 'str | os.PathLike | None' = None,
+        split: str = 'validation',
+        num_samples: Optional[int] = None,
+        **kwargs,
+):
+    """timm's ``create_dataset`` plus ``fmnist``; ``num_samples`` keeps a subset (class-balanced for Fashion-MNIST).
+
+    A ``root`` that does not exist is an error here for every data set, rather than an empty or downloaded one.
+    """
+    if root and not Path(root).exists():
+        raise FileNotFoundError(f'data dir does not exist: {root}')
+    if is_fmnist(name):
+        return FashionMNIST(root, split=split, num_samples=num_samples, transform=kwargs.get('transform'))
+    dataset = timm_create_dataset(name, root=root, split=split, **kwargs)
+    if num_samples is not None:
+        if not hasattr(dataset, '__getitem__'):
+            raise ValueError(f'num_samples needs a map-style dataset; {name!r} is iterable (use its own num_samples)')
+        dataset = _Subset(dataset, num_samples)
+    if hasattr(dataset, '__len__') and len(dataset) == 0:
+        raise ValueError(f'dataset {name!r} at {root} (split {split!r}) is empty')
+    return dataset
