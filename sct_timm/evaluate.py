@@ -21,7 +21,10 @@ _logger = logging.getLogger(__name__)
 
 
 def eval_data_config(model: torch.nn.Module, resolution: int, **overrides) -> Dict[str, Any]:
-    """The model's timm data config with its input size set to ``resolution`` (square)."""
+    """The model's timm data config with its input size set to ``resolution`` (square) and its own ``in_chans``."""
+    in_chans = getattr(model, 'in_chans', None)
+    if in_chans is not None:
+        overrides.setdefault('in_chans', in_chans)
     config = resolve_data_config(overrides, model=model)
     config['input_size'] = (config['input_size'][0], resolution, resolution)
     return config
