@@ -26,7 +26,7 @@ def eval_data_config(model: torch.nn.Module, resolution: int, **overrides) -> Di
     if in_chans is not None:
         overrides.setdefault('in_chans', in_chans)
     config = resolve_data_config(overrides, model=model)
-    config['input_size'] = (config['input_size'][0], resolution, resolution)
+    config['input_size'] = (in_chans or config['input_size'][0], resolution, resolution)
     return config
 
 
