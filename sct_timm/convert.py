@@ -53,7 +53,7 @@ def probe_bn_strides(model: nn.Module, layers: Sequence[nn.Module]) -> List[int]
     try:
         with torch.no_grad():
             for size in _PROBE_SIZES:
-                x = torch.empty(1, in_chans, size, size, device='meta')
+                x = torch.empty(2, in_chans, size, size, device='meta')  # 2: train-mode BN needs >1 value
                 torch.func.functional_call(model, meta_state, (x,), strict=False)
     except Exception as e:
         raise ValueError(f'cannot probe the model at {_PROBE_SIZES} px to find BatchNorm strides: {e}') from e

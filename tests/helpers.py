@@ -1,0 +1,46 @@
+"""Shared helpers for the core tests: S-BN models whose scales really differ, and their per-scale plain twins."""
+from typing import Dict
+
+import timm
+import torch
+
+from sct_timm import is_sbn
+
+BASE_MODELS = {'sct_resnet18': 'resnet18', 'sct_resnet50': 'resnet50', 'sct_mobilenetv2': 'mobilenetv2_100'}
+
+
+def randomize_scales(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every scale of every S-BN layer its own statistics and affine values, so a wrong pick shows."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if is_sbn(m):
+                n = m.running_mean.numel()
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=gen) * 0.5 + 0.75)
+                m.weight.copy_(torch.rand(n, generator=gen) * 0.5 + 0.75)
+                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+    return model
+
+
+def plain_state_dict_for_scale(model: torch.nn.Module, index: int) -> Dict[str, torch.Tensor]:
+    """The S-BN model's state dict with scale ``index``'s slice as ordinary BatchNorm entries."""
+    state = {}
+    layers = {name: m for name, m in model.named_modules() if is_sbn(m)}
+    for key, value in model.state_dict().items():
+        owner, _, leaf = key.rpartition('.')
+        layer = layers.get(owner)
+        if layer is None:
+            state[key] = value
+        elif leaf == 'num_batches_tracked':
+            state[key] = value[index]
+        else:
+            state[key] = value.view(layer.num_scales, layer.num_features)[index]
+    return state
+
+
+def plain_twin(sct_name: str, model: torch.nn.Module, index: int, **kwargs) -> torch.nn.Module:
+    """timm's own architecture carrying scale ``index``'s BatchNorm parameters."""
+    plain = timm.create_model(BASE_MODELS[sct_name], **kwargs)
+    plain.load_state_dict(plain_state_dict_for_scale(model, index))
+    return plain.eval()
