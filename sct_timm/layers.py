@@ -112,33 +112,32 @@ class ScaleSpecificBatchNorm2d(nn.Module):
         With ``t == 0`` these are views into the stacked tensors, so a train-mode batch_norm updates that scale's
         running statistics in place and gradients reach only that scale's slice.
         """
-        m, c = self.num_scales, self.num_features
-        mean = self.running_mean.view(m, c)
-        var = self.running_var.view(m, c)
-        weight = self.weight
-        bias = self.bias
+        c = self.num_features
+        # one slice per tensor: the flat layout makes a scale a contiguous range, the cheapest view there is
+        mean, var, weight, bias = self.running_mean, self.running_var, self.weight, self.bias
+        a, b = lo * c, (lo + 1) * c
         if t == 0.0:
             if weight is not None and bias is not None:
-                return mean[lo], var[lo], weight.view(m, c)[lo], bias.view(m, c)[lo]
-            return mean[lo], var[lo], None, None
+                return mean[a:b], var[a:b], weight[a:b], bias[a:b]
+            return mean[a:b], var[a:b], None, None
+        p, q = hi * c, (hi + 1) * c
         blended_weight: Optional[torch.Tensor] = None
         blended_bias: Optional[torch.Tensor] = None
         if weight is not None and bias is not None:
-            blended_weight = torch.lerp(weight.view(m, c)[lo], weight.view(m, c)[hi], t)
-            blended_bias = torch.lerp(bias.view(m, c)[lo], bias.view(m, c)[hi], t)
-        return torch.lerp(mean[lo], mean[hi], t), torch.lerp(var[lo], var[hi], t), blended_weight, blended_bias
+            blended_weight = torch.lerp(weight[a:b], weight[p:q], t)
+            blended_bias = torch.lerp(bias[a:b], bias[p:q], t)
+        return torch.lerp(mean[a:b], mean[p:q], t), torch.lerp(var[a:b], var[p:q], t), blended_weight, blended_bias
 
     def normalize(self, x: torch.Tensor, lo: int, hi: int, t: float) -> torch.Tensor:
         mean, var, weight, bias = self.scale_tensors(lo, hi, t)
-        momentum = 0.0
-        if self.training:
-            self.num_batches_tracked[lo].add_(1)
-            momentum_opt = self.momentum
-            if momentum_opt is None:
-                momentum = 1.0 / float(self.num_batches_tracked[lo])  # cumulative moving average, as BatchNorm
-            else:
-                momentum = momentum_opt
-        return F.batch_norm(x, mean, var, weight, bias, self.training, momentum, self.eps)
+        if not self.training:
+            # torch.batch_norm directly: F.batch_norm's extra checks only matter for batch statistics
+            return torch.batch_norm(x, weight, bias, mean, var, False, 0.0, self.eps, torch.backends.cudnn.enabled)
+        self.num_batches_tracked[lo].add_(1)
+        momentum = self.momentum
+        if momentum is None:
+            momentum = 1.0 / float(self.num_batches_tracked[lo])  # cumulative moving average, as BatchNorm
+        return F.batch_norm(x, mean, var, weight, bias, True, momentum, self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lo, hi, t = self.select(x)
