@@ -165,9 +165,9 @@ def fuse_scale(model: nn.Module, resolution: int) -> nn.Module:
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
     """timm ``pretrained_filter_fn``: load plain-BN checkpoints (every scale starts equal) into an S-BN model.
 
-    Unwraps the usual checkpoint containers (``state_dict``, ``model``, EMA) so a training checkpoint works too.
+    Unwraps the usual checkpoint containers (``state_dict``, ``model``) so a training checkpoint works too.
     """
-    for wrapper in ('state_dict_ema', 'model_ema', 'state_dict', 'model'):
+    for wrapper in ('state_dict', 'model'):
         if wrapper in state_dict and isinstance(state_dict[wrapper], dict):
             state_dict = state_dict[wrapper]
             break
