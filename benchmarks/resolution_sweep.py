@@ -1,0 +1,11 @@
+#!/usr/bin/env python3
+"""Resolution sweep: accuracy, latency, throughput and GMACs per test resolution (same as the ``sct-bench`` command).
+
+The code lives in `sct_timm.sweep`; see benchmarks/README.md for the commands behind the committed results.
+"""
+import sys
+
+from sct_timm.sweep import main
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The benchmark CLIs in reduced mode: they run, write well-formed outputs, and fail with one-line errors.
+
+No timing is asserted here (a unit test cannot promise speed on a shared machine); the scripts print the ratios.
+"""
+import argparse
+import copy
+import csv
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+
+from sct_timm import overhead, sweep
+
+REPO = Path(__file__).resolve().parents[1]
+FAST_TIMING = [
+    '--latency-runs', '2', '--warmup', '1', '--throughput-batch-size', '4', '--throughput-runs', '2', '-j', '0',
+]
+ROW_TYPES = {
+    'model': str, 'dataset': str, 'resolution': int, 'top1': float, 'top5': float, 'num_samples': int,
+    'latency_ms_p50': float, 'latency_ms_p90': float, 'throughput': float, 'gflops': float,
+}
+ENV_KEYS = {'torch', 'timm', 'sct_timm', 'device', 'threads', 'platform', 'cpu'}
+
+
+def _sweep(tmp_path: Path, *argv: str) -> Path:
+    out = tmp_path / 'bench'
+    assert sweep.main([*argv, '--num-samples', '64', '-b', '32', *FAST_TIMING, '--output', str(out)]) == 0
+    return out
+
+
+def _check_results(out: Path, rows_expected: int) -> dict:
+    doc = json.loads((out / sweep.RESULTS_JSON).read_text())
+    assert set(doc) == {'environment', 'config', 'results'}
+    assert ENV_KEYS <= set(doc['environment'])
+    assert doc['config']['status'] == 'complete'
+    assert len(doc['results']) == rows_expected
+    for row in doc['results']:
+        for key, kind in ROW_TYPES.items():
+            assert isinstance(row[key], kind), (key, row[key])
+        assert 0.0 <= row['top1'] <= row['top5'] <= 100.0
+        assert row['latency_ms_p50'] <= row['latency_ms_p90']
+    with open(out / sweep.RESULTS_CSV, newline='') as f:
+        assert len(list(csv.DictReader(f))) == rows_expected
+    assert '| Model |' in (out / sweep.RESULTS_MD).read_text()
+    for name in (sweep.PLOT_RESOLUTION, sweep.PLOT_LATENCY):
+        assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    return doc
+
+
+def test_sweep_sct_vs_plain(tmp_path):
+    out = _sweep(
+        tmp_path, '--model', 'sct_resnet18', '--model', 'resnet18', '--scales', '64,32', '--resolutions', '32,64')
+    doc = _check_results(out, 4)
+    rows = {(r['model'], r['resolution']): r for r in doc['results']}
+    assert rows['sct_resnet18', 32]['scales'] == [64, 32] and rows['sct_resnet18', 32]['train_scale'] is True
+    assert rows['resnet18', 64]['scales'] is None
+    # same seed, same conv weights: the GMACs and (random-init) predictions of SCT and plain models agree
+    assert rows['sct_resnet18', 64]['gflops'] == pytest.approx(rows['resnet18', 64]['gflops'])
+    assert rows['sct_resnet18', 64]['top1'] == rows['resnet18', 64]['top1']
+    assert rows['resnet18', 64]['mean'] == [0.286]  # Fashion-MNIST normalisation for a 1-channel model
+
+
+def test_sweep_checkpoints(tmp_path):
+    """A timm training checkpoint (args give the scales) and safetensors (shapes give num_classes / in_chans)."""
+    model = timm.create_model('sct_resnet18', scales=(64, 32), num_classes=12, in_chans=1)
+    ckpt = tmp_path / 'checkpoint.pth.tar'
+    torch.save({
+        'epoch': 3, 'arch': 'sct_resnet18', 'state_dict': model.state_dict(),
+        'args': argparse.Namespace(scales=[64, 32], num_classes=12, in_chans=1),
+    }, ckpt)
+    plain = timm.create_model('resnet18', num_classes=11, in_chans=1)  # strict load: 11 must come from the shapes
+    weights = tmp_path / 'plain.safetensors'
+    safetensors.torch.save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, str(weights))
+    out = _sweep(tmp_path, '--model', f'sct_resnet18={ckpt}', '--model', f'resnet18:{weights}', '--resolutions', '48')
+    doc = _check_results(out, 2)
+    sct_row, plain_row = doc['results']
+    assert (sct_row['checkpoint'], sct_row['weights'], sct_row['scales']) == (str(ckpt), 'state_dict', [64, 32])
+    assert (plain_row['checkpoint'], plain_row['weights']) == (str(weights), 'safetensors')
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--model', 'resnet_eighteen'], "unknown model 'resnet_eighteen'"),
+    (['--model', 'resnet18', '--data-dir', '/does/not/exist'], 'data dir does not exist: /does/not/exist'),
+    (['--model', 'resnet18=/does/not/exist.pth.tar'], 'checkpoint does not exist'),
+    (['--model', 'resnet18', '--dataset', '', '--data-dir', '{empty}'], 'Found 0 images'),
+    (['--model', 'resnet18', '--model-kwargs', 'num_classes=7'], 'resnet18 has 7 classes but data set'),
+])
+def test_sweep_bad_input(tmp_path, capsys, argv, message):
+    (tmp_path / 'empty').mkdir()
+    argv = [a.replace('{empty}', str(tmp_path / 'empty')) for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        sweep.main([*argv, '--resolutions', '32', '--output', str(tmp_path / 'out')])
+    assert exc.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith('sct-bench: error:')]
+    assert len(err) == 1 and message in err[0]
+
+
+def test_sweep_keeps_partial_results(tmp_path, capsys):
+    """The plain model serves 16 px; the SCT model cannot, and its error must not lose the rows already measured."""
+    out = tmp_path / 'bench'
+    with pytest.raises(SystemExit) as exc:
+        sweep.main([
+            '--model', 'resnet18', '--model', 'sct_resnet18', '--scales', '64,32', '--resolutions', '16,32',
+            '--num-samples', '16', *FAST_TIMING, '--output', str(out),
+        ])
+    assert exc.value.code == 2
+    assert 'sct-bench: error: sct_resnet18: test resolution 16 px is below' in capsys.readouterr().err
+    doc = json.loads((out / sweep.RESULTS_JSON).read_text())
+    assert [r['resolution'] for r in doc['results']] == [16, 32]
+    assert doc['config']['status'].startswith('error:')
+    assert 'Incomplete run' in (out / sweep.RESULTS_MD).read_text()
+
+
+def test_parse_model_spec():
+    assert sweep.parse_model_spec('sct_resnet18') == sweep.ModelSpec('sct_resnet18', None, 'sct_resnet18')
+    assert sweep.parse_model_spec('resnet18=a/b.pth').checkpoint == 'a/b.pth'
+    assert sweep.parse_model_spec('resnet18:a/b.pth').checkpoint == 'a/b.pth'
+    spec = sweep.parse_model_spec('local-dir:/tmp/sct_resnet18.scta_fmnist')
+    assert (spec.name, spec.checkpoint, spec.label) == (
+        'local-dir:/tmp/sct_resnet18.scta_fmnist', None, 'sct_resnet18.scta_fmnist')
+    assert sweep._pareto_front([(1, 50), (2, 40), (3, 70), (4, 60)]) == [(1, 50), (3, 70)]
+
+
+def test_overhead_reduced(tmp_path, capsys):
+    out = tmp_path / 'overhead'
+    assert overhead.main([
+        '--models', 'sct_resnet18', '--scales', '64,32', '--resolutions', '32,64', '--batch-sizes', '1,2',
+        '--rounds', '2', '--warmup', '1', '--block-ms', '1', '--train-scales', '64,32', '--train-batch-size', '2',
+        '--train-rounds', '2', '--num-classes', '10', '--in-chans', '1', '--output', str(out),
+    ]) == 0
+    doc = json.loads((out / overhead.OVERHEAD_JSON).read_text())
+    assert doc['config']['status'] == 'complete' and ENV_KEYS <= set(doc['environment'])
+    assert [(r['resolution'], r['batch_size']) for r in doc['inference']] == [(32, 1), (32, 2), (64, 1), (64, 2)]
+    for row in doc['inference']:
+        assert row['ratio_sbn'] > 0 and row['ratio_fused'] > 0
+        assert row['max_abs_diff_sbn'] < 1e-3 and row['max_abs_diff_fused'] < 1e-3
+    (train,) = doc['training']
+    assert train['scales'] == [64, 32] and 0 < train['resize_share'] < 1 and train['ratio_sct_vs_plain_steps'] > 0
+    assert len(train['round_ms']['sct']) == 2 and train['ratio_sct_per_scale_backward_vs_plain_steps'] > 0
+    printed = capsys.readouterr().out
+    assert '| SCT model |' in printed and printed.strip() == (out / overhead.OVERHEAD_MD).read_text().strip()
+
+
+def test_overhead_bad_model(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        overhead.main(['--models', 'sct_resnet19', '--output', str(tmp_path)])
+    assert exc.value.code == 2
+    assert 'sct-overhead: error: no plain timm model known for' in capsys.readouterr().err
+
+
+def test_sct_train_step_updates_every_scale_used():
+    model = timm.create_model('sct_resnet18', scales=(64, 32), num_classes=4, in_chans=1).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.bn1.running_mean.clone()
+    loss = overhead.sct_train_step(model, opt, torch.randn(2, 1, 64, 64), torch.tensor([0, 1]), (64, 32))
+    assert torch.isfinite(loss)
+    moved = (model.bn1.running_mean != before).view(2, -1).any(dim=1)
+    assert moved.tolist() == [True, True]  # both scales saw a batch
+
+
+def test_sct_train_step_backward_modes_agree():
+    """One backward of the summed loss and one backward per scale give the same loss and gradients."""
+    torch.manual_seed(0)
+    model = timm.create_model('sct_resnet18', scales=(64, 32), num_classes=4, in_chans=1).train()
+    twin = copy.deepcopy(model)
+    x, y = torch.randn(2, 1, 64, 64), torch.tensor([0, 3])
+    losses = [
+        overhead.sct_train_step(m, torch.optim.SGD(m.parameters(), lr=0.0), x, y, (64, 32), (1, 3), backward=mode)
+        for m, mode in ((model, 'sum'), (twin, 'per_scale'))
+    ]
+    torch.testing.assert_close(losses[0], losses[1])
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize('script', ['resolution_sweep.py', 'overhead.py'])
+def test_wrapper_scripts(script, monkeypatch, capsys):
+    monkeypatch.setattr('sys.argv', [script, '--help'])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_path(str(REPO / 'benchmarks' / script), run_name='__main__')
+    assert exc.value.code == 0
+    assert 'usage:' in capsys.readouterr().out
