@@ -1,4 +1,4 @@
-"""Accuracy at a test resolution, shared by per-scale validation in training and by the benchmarks.
+"""Accuracy at a test resolution: timm's eval loader (training validates each scale with it too) and a loop.
 
 Test-time preprocessing is timm's: ``resolve_data_config`` + ``create_transform`` with the input size set to the test
 resolution, i.e. resize the shorter side to ``resolution / crop_pct`` and center-crop ``resolution`` (the model's
@@ -65,15 +65,10 @@ def evaluate(
         device: 'torch.device | str' = 'cpu',
         amp_dtype: Optional[torch.dtype] = None,
         channels_last: bool = False,
-        resize_to: Optional[int] = None,
         max_batches: Optional[int] = None,
         desc: Optional[str] = None,
 ) -> Dict[str, float]:
-    """Top-1/top-5 (percent), mean cross-entropy and sample count of ``model`` over ``loader``.
-
-    ``resize_to`` resizes each batch bilinearly on the device instead (SCT's scale-collection resize), for
-    validating every training scale from one loader.
-    """
+    """Top-1/top-5 (percent), mean cross-entropy and sample count of ``model`` over ``loader``."""
     device = torch.device(device)
     model.eval()
     autocast = (
@@ -88,8 +83,6 @@ def evaluate(
             break
         inputs = inputs.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
-        if resize_to is not None and inputs.shape[-1] != resize_to:
-            inputs = F.interpolate(inputs, size=(resize_to, resize_to), mode='bilinear', align_corners=False)
         if channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with autocast:

@@ -13,9 +13,10 @@ Inference, per architecture, resolution and batch size (eval mode, ``torch.infer
 
 The outputs of the three are compared too (``max_abs_diff``), so a ratio is never reported for models that disagree.
 
-Training, per architecture (train mode, SGD): one SCT step (`sct_train_step`: resize the batch to all M scales,
-forward each, the weighted cross-entropy summed, one backward, one optimiser step) against the M single-scale steps
-it replaces, each alone on a batch already at its scale, for the plain timm model and for the S-BN model at one
+Training, per architecture (train mode, SGD): one SCT step of the trainer's task (`sct_train_step`: resize the
+batch to all M scales, forward each, weighted cross-entropy, one optimiser step; with one backward of the summed loss,
+and with the trainer's default of one backward per scale) against the M single-scale steps it replaces, each alone
+on a batch already at its scale, for the plain timm model and for the S-BN model at one
 scale; and the share of the SCT step spent resizing (`resize_to_scales` alone).
 """
 import argparse
@@ -37,14 +38,16 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .convert import fuse_scale, get_network_stride
 from .layers import is_sbn
-from .scale_collection import resize_to_scales, resolve_scale_weights
+from .models import BASE_MODELS
+from .scale_collection import resize_to_scales
 from .scales import deep_grid_size, resolve_scales, select_scale
+from .task import SCALE_BACKWARD_MODES, SCTClassificationTask
 from .sweep import (
     USER_ERRORS, BenchError, _one_line, collect_environment, int_list, markdown_table, setup_cli_logging, synchronize,
 )
 
 __all__ = [
-    'BASE_MODELS', 'parse_model_pair', 'distinct_scale_stats', 'interleaved_times', 'sct_train_step',
+    'parse_model_pair', 'distinct_scale_stats', 'interleaved_times', 'sct_task', 'sct_train_step',
     'single_scale_train_step', 'measure_inference', 'measure_training', 'write_overhead', 'build_parser', 'main',
 ]
 
@@ -53,7 +56,6 @@ _logger = logging.getLogger(__name__)
 PROG = 'sct-overhead'
 OVERHEAD_JSON = 'overhead.json'
 OVERHEAD_MD = 'overhead.md'
-BASE_MODELS = {'sct_resnet18': 'resnet18', 'sct_resnet50': 'resnet50', 'sct_mobilenetv2': 'mobilenetv2_100'}
 # outputs of variants that should compute the same function may differ by float reordering only
 _MAX_ABS_DIFF = 1e-3
 
@@ -210,38 +212,33 @@ def measure_inference(
 
 # --- training -------------------------------------------------------------------------------------------------------
 def sct_train_step(
-        model: torch.nn.Module,
+        task: SCTClassificationTask,
         optimizer: torch.optim.Optimizer,
         inputs: torch.Tensor,
         targets: torch.Tensor,
-        scales: Sequence[int],
-        weights: Optional[Sequence[float]] = None,
-        mode: str = 'bilinear',
         backward: str = 'sum',
 ) -> torch.Tensor:
-    """One SCT step: the batch at every scale, ``sum_i w_i * CE(f(x^i), y)``, one optimiser step.
+    """One SCT step of the trainer's task (`SCTClassificationTask`): the batch at every scale, one optimiser step.
 
-    Mirrors the step of `sct_timm.task` (kept here so the overhead measurement does not depend on the trainer).
-    ``backward='sum'`` sums the loss before a single backward, as the paper writes it, so all M graphs are alive at
-    once; ``'per_scale'`` runs one backward per scale into the same gradients (equal in exact arithmetic), freeing
-    each graph before the next forward.
+    ``backward='sum'`` is one backward of ``task(...)['loss']`` (all M graphs alive at once, as the paper writes
+    the loss); ``'per_scale'`` is ``task.forward_backward`` (one backward per scale, the trainer's default).
     """
-    if backward not in ('sum', 'per_scale'):
-        raise ValueError(f"backward must be 'sum' or 'per_scale', got {backward!r}")
-    weights = resolve_scale_weights(weights, len(scales))
-    batches = resize_to_scales(inputs, scales, mode)
+    if backward not in SCALE_BACKWARD_MODES:
+        raise ValueError(f'backward must be one of {SCALE_BACKWARD_MODES}, got {backward!r}')
     optimizer.zero_grad(set_to_none=True)
     if backward == 'sum':
-        loss = sum(w * F.cross_entropy(model(x), targets) for w, x in zip(weights, batches))
+        loss = task(inputs, targets)['loss']
         loss.backward()
     else:
-        loss = torch.zeros((), device=inputs.device)
-        for w, x in zip(weights, batches):
-            scale_loss = w * F.cross_entropy(model(x), targets)
-            scale_loss.backward()
-            loss += scale_loss.detach()
+        loss = task.forward_backward(inputs, targets, lambda scale_loss: scale_loss.backward())['loss']
     optimizer.step()
     return loss.detach()
+
+
+def sct_task(model: torch.nn.Module, scales: Sequence[int], weights: Optional[Sequence[float]] = None):
+    """The trainer's task with plain cross-entropy (no label smoothing), as the single-scale steps use."""
+    return SCTClassificationTask(model, scales, scale_weights=weights, criterion=torch.nn.CrossEntropyLoss(),
+                                 verbose=False)
 
 
 def single_scale_train_step(
@@ -284,10 +281,11 @@ def measure_training(
     inputs = torch.randn(batch_size, in_chans, scales[0], scales[0], generator=gen).to(device)
     targets = torch.randint(0, num_classes, (batch_size,), generator=gen).to(device)
     per_scale = resize_to_scales(inputs, scales)
+    task = sct_task(sct, scales)
 
     fns: Dict[str, Callable[[], Any]] = {
-        'sct': lambda: sct_train_step(sct, opt_sct, inputs, targets, scales),
-        'sct_per_scale': lambda: sct_train_step(sct, opt_sct, inputs, targets, scales, backward='per_scale'),
+        'sct': lambda: sct_train_step(task, opt_sct, inputs, targets),
+        'sct_per_scale': lambda: sct_train_step(task, opt_sct, inputs, targets, backward='per_scale'),
         'resize': lambda: resize_to_scales(inputs, scales),
     }
     for s, x in zip(scales, per_scale):
@@ -338,7 +336,7 @@ _TRAINING_COLUMNS = (
     ('ratio_sct_vs_plain_steps', 'SCT / plain steps', 3),
     ('ms_sum_single_sbn', 'Sum of M S-BN steps (ms)', 1),
     ('ratio_sct_vs_sbn_steps', 'SCT / S-BN steps', 3),
-    ('ms_sct_step_per_scale_backward', 'SCT step, backward per scale (ms)', 1),
+    ('ms_sct_step_per_scale_backward', 'SCT step, backward per scale (default, ms)', 1),
     ('ratio_sct_per_scale_backward_vs_plain_steps', 'That / plain steps', 3),
     ('ms_resize', 'Resize (ms)', 2),
     ('resize_share_pct', 'Resize share (%)', 2),
@@ -367,10 +365,11 @@ def overhead_markdown(doc: Dict[str, Any]) -> str:
         '',
         '## Training: one SCT step vs the M single-scale steps it replaces',
         '',
-        'SCT step = resize the batch to every scale, forward each, weighted cross-entropy summed, one backward, one '
-        'SGD step. Single-scale steps get their batch already at their scale. Resize share = `resize_to_scales` '
-        'alone / SCT step. "Backward per scale": the same step with one backward per scale into the same gradients '
-        '(each graph freed before the next forward) instead of one backward of the summed loss.',
+        'SCT step = the trainer\'s `SCTClassificationTask`: resize the batch to every scale, forward each, weighted '
+        'cross-entropy, one backward of the summed loss, one SGD step. "Backward per scale" (`sct-train`\'s default, '
+        '`--scale-backward per_scale`): the same step with one backward per scale into the same gradients, each graph '
+        'freed before the next forward. Single-scale steps get their batch already at their scale; target: SCT step '
+        '<= 1.05x their sum. Resize share = `resize_to_scales` alone / SCT step (target <= 5 %).',
         '',
     ]
     training = [

@@ -5,8 +5,7 @@ import timm
 import torch
 
 from sct_timm import is_sbn
-
-BASE_MODELS = {'sct_resnet18': 'resnet18', 'sct_resnet50': 'resnet50', 'sct_mobilenetv2': 'mobilenetv2_100'}
+from sct_timm.models import BASE_MODELS
 
 
 def randomize_scales(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

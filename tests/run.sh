@@ -4,20 +4,9 @@
 # Usage: bash tests/run.sh            (VENV=path to reuse another venv; SKIP_SLOW=1 for the fast suite only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${VENV:-.venv}
 TIMM_VERSION=1.0.31
 
-if [ ! -d /usr/share/datasets/fashion-mnist ]; then
-    echo "== installing Debian's dataset-fashion-mnist"
-    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null
-fi
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-fi
-PY="$(cd "$VENV" && pwd)/bin/python"
-echo "== pip install -e .[dev] into $VENV"
-"$PY" -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
-"$PY" -c 'import sct_timm, timm; timm.create_model("sct_resnet50"); print("sct_timm", sct_timm.__version__, "timm", timm.__version__)'
+source .ci/install.sh
 
 echo "== default test suite"
 "$PY" -m pytest tests -q -p no:cacheprovider

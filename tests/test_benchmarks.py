@@ -157,7 +157,8 @@ def test_sct_train_step_updates_every_scale_used():
     model = timm.create_model('sct_resnet18', scales=(64, 32), num_classes=4, in_chans=1).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     before = model.bn1.running_mean.clone()
-    loss = overhead.sct_train_step(model, opt, torch.randn(2, 1, 64, 64), torch.tensor([0, 1]), (64, 32))
+    task = overhead.sct_task(model, (64, 32))
+    loss = overhead.sct_train_step(task, opt, torch.randn(2, 1, 64, 64), torch.tensor([0, 1]))
     assert torch.isfinite(loss)
     moved = (model.bn1.running_mean != before).view(2, -1).any(dim=1)
     assert moved.tolist() == [True, True]  # both scales saw a batch
@@ -170,7 +171,8 @@ def test_sct_train_step_backward_modes_agree():
     twin = copy.deepcopy(model)
     x, y = torch.randn(2, 1, 64, 64), torch.tensor([0, 3])
     losses = [
-        overhead.sct_train_step(m, torch.optim.SGD(m.parameters(), lr=0.0), x, y, (64, 32), (1, 3), backward=mode)
+        overhead.sct_train_step(overhead.sct_task(m, (64, 32), (1, 3)), torch.optim.SGD(m.parameters(), lr=0.0), x, y,
+                                backward=mode)
         for m, mode in ((model, 'sum'), (twin, 'per_scale'))
     ]
     torch.testing.assert_close(losses[0], losses[1])

@@ -280,6 +280,39 @@ def test_finetune_new_num_classes_keeps_backbone_and_every_scale(tag, cache, tra
     assert model.layer1[0].bn1.weight.numel() == len(SCALES) * 64
 
 
+def _image_folder(root: Path, num_classes: int = 5, per_class: int = 4) -> Path:
+    """A tiny grayscale ImageFolder with train/ and validation/ splits: a new task with its own class count."""
+    from PIL import Image
+    gen = torch.Generator().manual_seed(0)
+    for split in ('train', 'validation'):
+        for c in range(num_classes):
+            folder = root / split / f'class_{c}'
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = torch.randint(0, 256, (36, 36), generator=gen, dtype=torch.uint8).numpy()
+                Image.fromarray(pixels, mode='L').save(folder / f'{i}.png')
+    return root
+
+
+def test_sct_train_finetunes_hub_weights_with_new_num_classes(tag, cache, trained, offline, monkeypatch, tmp_path):
+    """`sct-train --pretrained` on a Hub tag: classifier reset to 5 classes, backbone and every S-BN scale kept."""
+    from sct_timm import train
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_CACHE', str(cache))
+    data = _image_folder(tmp_path / 'data')
+    argv = ['--model', tag, '--pretrained', '--num-classes', '5', '--in-chans', '1', '--data-dir', data,
+            '--mean', '0.286', '--std', '0.353', '--epochs', '1', '-b', '10', '-j', '0', '--lr', '0',
+            '--warmup-epochs', '0', '--weight-decay', '0', '--color-jitter', '0', '--output', tmp_path / 'out',
+            '--experiment', 'finetune']
+    assert train.main([str(a) for a in argv]) == 0
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        checkpoint = torch.load(tmp_path / 'out' / 'finetune' / 'last.pth.tar', weights_only=True)
+    state, staged_state = checkpoint['state_dict'], trained.ema.state_dict()
+    assert state['fc.weight'].shape == (5, 512) and vars(checkpoint['args'])['scales'] == list(SCALES)
+    # lr 0: the learned weights are still the Hub weights, every scale's affine values included
+    for key in ('conv1.weight', 'layer1.0.bn1.weight', 'layer4.1.bn2.bias', 'layer3.0.downsample.1.weight'):
+        assert torch.equal(state[key], staged_state[key]), key
+
+
 def test_fp16_storage_loads_as_float32(trained, tmp_path):
     folder = hub.stage(trained.checkpoint, TAG, use_ema=True, dtype='float16', hub_dir=tmp_path)
     with safetensors.safe_open(str(folder / 'model.safetensors'), framework='pt') as f:

@@ -14,7 +14,10 @@ from torch import nn
 from ..convert import checkpoint_filter_fn, convert_to_sbn
 from ..scales import resolve_scales
 
-__all__ = ['sct_cfg', 'create_sct_model']
+__all__ = ['BASE_MODELS', 'sct_cfg', 'create_sct_model']
+
+# the plain timm architecture each SCT model is (with S-BN): the `--norm bn` ablation and the benchmarks' baseline
+BASE_MODELS = {'sct_resnet18': 'resnet18', 'sct_resnet50': 'resnet50', 'sct_mobilenetv2': 'mobilenetv2_100'}
 
 
 def sct_cfg(url: str = '', **kwargs) -> Dict[str, Any]:
@@ -54,13 +57,12 @@ def _build_sct(
 
 def create_sct_model(
         variant: str,
-        base_model: str,
         pretrained: bool = False,
         tag_scales: Optional[Dict[str, Sequence[int]]] = None,
         feature_cfg: Optional[Dict[str, Any]] = None,
         **kwargs,
 ) -> nn.Module:
-    """Build SCT ``variant`` from timm's ``base_model`` via ``build_model_with_cfg``.
+    """Build SCT ``variant`` from its timm base model (`BASE_MODELS`) via ``build_model_with_cfg``.
 
     Scales come from the explicit ``scales`` kwarg, else the pretrained tag's entry in ``tag_scales`` (a tag's
     weights only fit the scale count they were trained with), else the default preset (SCT-A).
@@ -71,7 +73,7 @@ def create_sct_model(
     kwargs['scales'] = resolve_scales(scales)
 
     def build(**model_kwargs):
-        return _build_sct(base_model, **model_kwargs)
+        return _build_sct(BASE_MODELS[variant], **model_kwargs)
 
     return build_model_with_cfg(
         build,

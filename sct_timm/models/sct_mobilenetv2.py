@@ -23,5 +23,5 @@ default_cfgs = generate_default_cfgs({
 def sct_mobilenetv2(pretrained: bool = False, **kwargs) -> EfficientNet:
     """MobileNetV2 (width 1.0) with S-BN; ``scales`` picks the training resolutions (default SCT-A)."""
     return create_sct_model(
-        'sct_mobilenetv2', 'mobilenetv2_100', pretrained, tag_scales=TAG_SCALES,
+        'sct_mobilenetv2', pretrained, tag_scales=TAG_SCALES,
         feature_cfg=dict(flatten_sequential=True), **kwargs)

@@ -21,17 +21,17 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-def _create_sct_resnet(variant: str, base_model: str, pretrained: bool = False, **kwargs) -> ResNet:
-    return create_sct_model(variant, base_model, pretrained, tag_scales=TAG_SCALES, **kwargs)
+def _create_sct_resnet(variant: str, pretrained: bool = False, **kwargs) -> ResNet:
+    return create_sct_model(variant, pretrained, tag_scales=TAG_SCALES, **kwargs)
 
 
 @register_model
 def sct_resnet18(pretrained: bool = False, **kwargs) -> ResNet:
     """ResNet-18 with S-BN; ``scales`` picks the training resolutions (default SCT-A)."""
-    return _create_sct_resnet('sct_resnet18', 'resnet18', pretrained, **kwargs)
+    return _create_sct_resnet('sct_resnet18', pretrained, **kwargs)
 
 
 @register_model
 def sct_resnet50(pretrained: bool = False, **kwargs) -> ResNet:
     """ResNet-50 with S-BN; ``scales`` picks the training resolutions (default SCT-A)."""
-    return _create_sct_resnet('sct_resnet50', 'resnet50', pretrained, **kwargs)
+    return _create_sct_resnet('sct_resnet50', pretrained, **kwargs)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Shared set-up of the README's two commands: Debian's Fashion-MNIST files, a venv ($VENV, default .venv) and
+# `pip install -e .[dev]`. Source it from the repo root; it sets PY to the venv's python.
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+    echo "== installing Debian's dataset-fashion-mnist"
+    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+VENV=${VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+PY="$(cd "$VENV" && pwd)/bin/python"
+echo "== pip install -e .[dev] into $VENV"
+"$PY" -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+"$PY" -c 'import sct_timm, timm; timm.create_model("sct_resnet50"); print("sct_timm", sct_timm.__version__, "timm", timm.__version__)'
