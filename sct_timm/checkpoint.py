@@ -1,0 +1,175 @@
+"""Reading checkpoints and building models from them: the one path every command (train, bench, hub) uses.
+
+The state dict comes from timm's own ``load_state_dict`` (safetensors, or ``torch.load(weights_only=True)`` with only
+``argparse.Namespace`` allow-listed; ``state_dict``/``model``/EMA containers; ``module.`` and ``_orig_mod.``
+prefixes stripped), so a checkpoint means here what it means to timm. What timm's loader drops, the run's ``args``,
+``arch`` and ``epoch``, is read from the same file memory-mapped, without copying its tensors.
+
+EMA: ``use_ema=True`` asks for a checkpoint's EMA weights and is an error when it has none (timm silently falls back
+to the plain weights; a user who asked for EMA numbers must not get others). ``use_ema=False`` reads the plain
+weights, and a checkpoint holding only EMA weights is an error too.
+"""
+import argparse
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import timm
+import torch
+from timm.models import get_pretrained_cfg, load_state_dict
+
+from .utils import CLIError, one_line
+
+__all__ = ['Checkpoint', 'read_checkpoint', 'model_kwargs_from_checkpoint', 'create_model_from_checkpoint']
+
+_logger = logging.getLogger(__name__)
+
+_EMA_KEYS = ('state_dict_ema', 'model_ema')
+_PLAIN_KEYS = ('state_dict', 'model')
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint's weights and what the training run recorded beside them."""
+    path: Path
+    state_dict: Dict[str, torch.Tensor]
+    args: Dict[str, Any] = field(default_factory=dict)
+    arch: Optional[str] = None
+    epoch: Optional[int] = None
+    metric: Optional[float] = None
+    weights: str = 'state_dict'
+    """Which weights: ``state_dict``, ``state_dict_ema``, ``model``, ``model_ema``, ``safetensors`` or ``bare``."""
+
+    @property
+    def ema(self) -> bool:
+        return self.weights in _EMA_KEYS
+
+
+def _plain(value: Any) -> Any:
+    """A YAML/JSON-safe copy of a training argument (tuples become lists, unknown objects strings)."""
+    if isinstance(value, argparse.Namespace):
+        value = vars(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _read_container(path: Path) -> Any:
+    """The unpickled top level, tensors memory-mapped (nothing copied): for the metadata timm's loader drops."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        try:
+            return torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if 'mmap' not in str(e):
+                raise
+            return torch.load(path, map_location='cpu', weights_only=True)  # legacy (non-zip) format
+
+
+def read_checkpoint(path: Union[str, Path], use_ema: bool = False) -> Checkpoint:
+    """Read a timm training checkpoint, a bare state dict or a safetensors file; bad files raise `CLIError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(f'checkpoint not found: {path}')
+    meta: Dict[str, Any] = {}
+    if path.name.endswith('.safetensors'):
+        weights = 'safetensors'
+        if use_ema:
+            raise CLIError(f'{path}: has no EMA weights (a safetensors file holds one state dict); drop --use-ema')
+    else:
+        try:
+            container = _read_container(path)
+        except Exception as e:
+            raise CLIError(f'{path}: not a checkpoint torch.load(weights_only=True) can read: {one_line(e, 200)}') \
+                from None
+        if not isinstance(container, dict):
+            raise CLIError(f'{path}: holds a {type(container).__name__}, not a state dict or training checkpoint')
+        ema_key = next((k for k in _EMA_KEYS if isinstance(container.get(k), dict)), None)
+        plain_key = next((k for k in _PLAIN_KEYS if isinstance(container.get(k), dict)), None)
+        if use_ema and ema_key is None:
+            raise CLIError(f'{path}: has no EMA weights (no state_dict_ema); drop --use-ema')
+        if not use_ema and plain_key is None and ema_key is not None:
+            raise CLIError(f'{path}: holds only EMA weights; use --use-ema')
+        weights = ema_key if use_ema else plain_key or 'bare'
+        if plain_key or ema_key:
+            meta = dict(args=_plain(container.get('args')) or {}, arch=container.get('arch'),
+                        epoch=container.get('epoch'), metric=container.get('metric'))
+        del container
+    try:
+        state_dict = load_state_dict(str(path), use_ema=use_ema, weights_only=True)
+    except Exception as e:
+        raise CLIError(f'{path}: not a readable checkpoint ({one_line(e, 200)})') from None
+    if not isinstance(state_dict, dict) or not state_dict:
+        raise CLIError(f'{path}: holds no state dict')
+    bad = next((k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise CLIError(f'{path}: entry {bad!r} is not a tensor (not a state dict)')
+    if not isinstance(meta.get('args'), dict):
+        meta['args'] = {}
+    return Checkpoint(path=path, state_dict=state_dict, weights=weights, **meta)
+
+
+def _arch(name: str) -> str:
+    return name.split('.')[0]
+
+
+def model_kwargs_from_checkpoint(name: str, checkpoint: Checkpoint) -> Dict[str, Any]:
+    """``timm.create_model`` kwargs a checkpoint implies: its run's args, then its classifier and stem shapes.
+
+    The shapes win over the args (they are what the weights are); ``scales`` and ``scale_policy`` are passed only to
+    SCT models.
+    """
+    from .models import BASE_MODELS  # the registry's sct_* names; imported late (models import this package)
+    args = checkpoint.args
+    kwargs: Dict[str, Any] = {}
+    if isinstance(args.get('model_kwargs'), dict):
+        kwargs.update(args['model_kwargs'])
+    for key in ('num_classes', 'in_chans'):
+        if args.get(key) is not None:
+            kwargs[key] = args[key]
+    if _arch(name) in BASE_MODELS and args.get('norm', 'sbn') == 'sbn':
+        for key in ('scales', 'scale_policy'):
+            if args.get(key) is not None:
+                kwargs[key] = args[key]
+    cfg = get_pretrained_cfg(name) or get_pretrained_cfg(_arch(name))
+    if cfg is not None:
+        state = checkpoint.state_dict
+        head = state.get(f'{cfg.classifier}.weight') if isinstance(cfg.classifier, str) else None
+        if head is not None and head.dim() >= 2:
+            kwargs['num_classes'] = head.shape[0]
+        stem = state.get(f'{cfg.first_conv}.weight') if isinstance(cfg.first_conv, str) else None
+        if stem is not None and stem.dim() == 4:
+            kwargs['in_chans'] = stem.shape[1]
+    return kwargs
+
+
+def create_model_from_checkpoint(
+        name: str,
+        checkpoint: Union[str, Path, Checkpoint],
+        use_ema: bool = False,
+        **kwargs,
+) -> torch.nn.Module:
+    """``timm.create_model(name)`` shaped by the checkpoint (`model_kwargs_from_checkpoint`, overridden by
+    ``kwargs``), with every weight loaded strictly: a partial fit is an error, not a silently random layer.
+
+    Plain BatchNorm weights load into S-BN models (every scale starts from them), as timm's pretrained path does.
+    """
+    from .convert import checkpoint_filter_fn
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = read_checkpoint(checkpoint, use_ema=use_ema)
+    if not timm.is_model(_arch(name)):
+        raise CLIError(f'unknown model {name!r}: not in timm\'s registry (import sct_timm for the sct_* models)')
+    model_kwargs = {**model_kwargs_from_checkpoint(name, checkpoint), **kwargs}
+    try:
+        model = timm.create_model(name, pretrained=False, **model_kwargs)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise CLIError(f'cannot build {name} with {model_kwargs}: {one_line(e)}') from None
+    try:
+        model.load_state_dict(checkpoint_filter_fn(dict(checkpoint.state_dict), model), strict=True)
+    except (RuntimeError, ValueError) as e:
+        raise CLIError(f'{checkpoint.path}: does not fit {name} ({model_kwargs}): {one_line(e)}') from None
+    return model
