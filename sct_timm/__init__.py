@@ -4,6 +4,7 @@
 it before ``timm.create_model`` (``hf-hub:`` names included), since timm has no plugin entry point.
 """
 from . import models
+from .calibrate import calibrate
 from .convert import (
     checkpoint_filter_fn, convert_to_sbn, fuse_scale, get_network_stride, get_scales, probe_bn_strides, sbn_layers,
 )

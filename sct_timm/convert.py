@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .layers import ScaleSpecificBatchNorm2d, bn_from_sbn, expand_bn_state_dict, is_sbn, sbn_from_bn
-from .scales import deep_grid_size, resolve_scales, select_scale, validate_scales
+from .scales import decision_stride, resolve_scales, validate_scales
 
 __all__ = [
     'convert_to_sbn', 'fuse_scale', 'checkpoint_filter_fn', 'get_scales', 'get_network_stride',
@@ -111,11 +111,13 @@ def convert_to_sbn(
         raise ValueError(f'{type(model).__name__} has no BatchNorm2d layer to convert')
     strides = probe_bn_strides(model, [bn for _, _, bn in targets])
     network_stride = network_stride or max(strides)
-    scales = validate_scales(scales, network_stride)
+    # the first BatchNorm bounds how finely the scales can be told apart (scales.decision_stride)
+    scales = validate_scales(scales, network_stride, min_stride=min(strides))
+    decision = decision_stride(scales, network_stride, min_stride=min(strides))
     for (parent, child_name, bn), stride in zip(targets, strides):
         if network_stride % stride:
             raise ValueError(f"BatchNorm '{child_name}' at stride {stride} lies beyond network stride {network_stride}")
-        setattr(parent, child_name, sbn_from_bn(bn, scales, network_stride, stride, policy))
+        setattr(parent, child_name, sbn_from_bn(bn, scales, network_stride, stride, policy, decision))
     return model
 
 
@@ -153,12 +155,10 @@ def fuse_scale(model: nn.Module, resolution: int) -> nn.Module:
         raise ValueError(
             f'cannot serve {resolution} px: below the network stride {first.network_stride} px, the smallest input')
     fused = copy.deepcopy(model)
-    g = deep_grid_size(resolution, first.network_stride)
     for parent in list(fused.modules()):
         for child_name, child in list(parent.named_children()):
             if is_sbn(child):
-                lo, hi, t = select_scale(child.grid, g, child.policy == 'interpolate' and not child.training)
-                setattr(parent, child_name, bn_from_sbn(child, lo, hi, t))
+                setattr(parent, child_name, bn_from_sbn(child, *child.select_resolution(resolution)))
     return fused
 
 

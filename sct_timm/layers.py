@@ -2,7 +2,9 @@
 
 One set of (gamma, beta, running mean, running var) per training scale; the convolutions around it stay shared.
 The scale is chosen from the input's spatial size at every call (see `sct_timm.scales`), so the layer keeps no
-"current scale" state: two threads may run one model at different resolutions at once.
+"current scale" state: two threads may run one model at different resolutions at once. For scale sets closer than the
+network stride, the layers too deep to tell the scales apart follow the decision the shallower layers made earlier in
+the same forward pass, kept per thread (never a shared "current scale"; see `ScaleSpecificBatchNorm2d.select`).
 
 Per-scale tensors are stored *stacked and flat*, scale-major (``weight[i * C:(i + 1) * C]`` is scale ``i``), because:
 
@@ -10,6 +12,7 @@ Per-scale tensors are stored *stacked and flat*, scale-major (``weight[i * C:(i 
   timm's model tests, DDP without ``find_unused_parameters`` and every optimiser expect;
 * 1-D tensors are exempt from weight decay in timm's parameter grouping, as BatchNorm's gamma/beta always are.
 """
+import threading
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -18,9 +21,13 @@ from torch import nn
 from timm.layers import BatchNormAct2d
 from timm.models import register_notrace_module
 
-from .scales import SCALE_POLICIES, scale_grid, select_scale, validate_scales
+from .scales import SCALE_POLICIES, decision_stride as find_decision_stride, deep_grid_size, scale_grid, select_scale, \
+    validate_scales
 
 __all__ = ['ScaleSpecificBatchNorm2d', 'ScaleSpecificBatchNormAct2d', 'is_sbn']
+
+# per thread: the grid size ``ceil(r / D)`` the last deciding layer saw, for layers deeper than the decision stride
+_decision = threading.local()
 
 
 @register_notrace_module
@@ -34,6 +41,9 @@ class ScaleSpecificBatchNorm2d(nn.Module):
         layer_stride: Total stride of this layer's input relative to the network input; must divide
             ``network_stride``. Together they let the layer recover the deep-grid size ``ceil(r / S)``.
         policy: ``'nearest'`` or ``'interpolate'`` for resolutions between training scales.
+        decision_stride: Stride ``D`` at which the scales are told apart (`sct_timm.scales.decision_stride`; default:
+            the largest that separates them). Layers at a stride dividing ``D`` decide from their own input; deeper
+            ones follow the decision made before them in the same forward pass and thread.
     """
 
     def __init__(
@@ -47,6 +57,7 @@ class ScaleSpecificBatchNorm2d(nn.Module):
             affine: bool = True,
             track_running_stats: bool = True,
             policy: str = 'nearest',
+            decision_stride: Optional[int] = None,
             device=None,
             dtype=None,
     ):
@@ -58,14 +69,26 @@ class ScaleSpecificBatchNorm2d(nn.Module):
         if not track_running_stats:
             raise ValueError('ScaleSpecificBatchNorm2d needs track_running_stats=True: per-scale statistics are its point')
         scales = validate_scales(scales, network_stride)
+        decision = decision_stride or find_decision_stride(scales, network_stride)
+        if network_stride % decision or (decision % layer_stride and layer_stride % decision):
+            raise ValueError(f'decision stride {decision} does not fit layer stride {layer_stride} and network '
+                             f'stride {network_stride}')
+        if len(set(scale_grid(scales, decision))) != len(scales):
+            raise ValueError(f'decision stride {decision} does not tell scales {tuple(scales)} apart')
         dd = {'device': device, 'dtype': dtype}
         self.num_features = num_features
         self.scales: List[int] = list(scales)
         self.num_scales = len(scales)
-        self.grid: List[int] = scale_grid(scales, network_stride)
         self.network_stride = network_stride
         self.layer_stride = layer_stride
-        self.divisor = network_stride // layer_stride
+        self.decision_stride = decision
+        self.grid: List[int] = scale_grid(scales, decision)
+        # deciding layers see ceil(r / layer_stride) and reduce it to ceil(r / D); deeper ones follow the record
+        self.decides = decision % layer_stride == 0
+        self.divisor = decision // layer_stride if self.decides else layer_stride // decision
+        self.min_side = network_stride // layer_stride if self.decides else 1
+        # only sets decided below the network stride have followers, so only they pay for (and need) the record
+        self.records = self.decides and decision < network_stride
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
@@ -84,10 +107,11 @@ class ScaleSpecificBatchNorm2d(nn.Module):
             'num_batches_tracked', torch.zeros(self.num_scales, dtype=torch.long, device=device))
 
     def extra_repr(self) -> str:
+        decision = f', decision_stride={self.decision_stride}' if self.decision_stride != self.network_stride else ''
         return (
             f'{self.num_features}, scales={tuple(self.scales)}, layer_stride={self.layer_stride}, '
-            f'network_stride={self.network_stride}, policy={self.policy}, eps={self.eps}, momentum={self.momentum}, '
-            f'affine={self.affine}'
+            f'network_stride={self.network_stride}{decision}, policy={self.policy}, eps={self.eps}, '
+            f'momentum={self.momentum}, affine={self.affine}'
         )
 
     def select(self, x: torch.Tensor) -> Tuple[int, int, float]:
@@ -97,12 +121,39 @@ class ScaleSpecificBatchNorm2d(nn.Module):
         if x.shape[1] != self.num_features:
             raise ValueError(f'expected {self.num_features} channels, got shape {list(x.shape)}')
         side = min(x.shape[-2], x.shape[-1])
-        if side < self.divisor:
+        if side < self.min_side:
             raise ValueError(
                 f'input too small: a {x.shape[-2]}x{x.shape[-1]} map at stride {self.layer_stride} means an input '
                 f'below the network stride of {self.network_stride} px, the smallest resolution it serves')
-        g = (side + self.divisor - 1) // self.divisor
+        if self.decides:
+            g = (side + self.divisor - 1) // self.divisor
+            if self.records:
+                self._record(g)
+        else:
+            g = self._recall(side)
         return select_scale(self.grid, g, self.policy == 'interpolate' and not self.training)
+
+    def select_resolution(self, resolution: int) -> Tuple[int, int, float]:
+        """``(lo, hi, t)`` this layer uses for a square input of side ``resolution`` (eval mode), without an input."""
+        g = deep_grid_size(resolution, self.decision_stride)
+        return select_scale(self.grid, g, self.policy == 'interpolate' and not self.training)
+
+    @torch.jit.unused
+    def _record(self, g: int) -> None:
+        _decision.value = (self.decision_stride, g)
+
+    @torch.jit.unused
+    def _recall(self, side: int) -> int:
+        """The grid size decided earlier in this forward pass, checked against this layer's own map size."""
+        value = getattr(_decision, 'value', None)
+        if value is not None and value[0] == self.decision_stride:
+            g = value[1]
+            if (g + self.divisor - 1) // self.divisor == side:
+                return g
+        raise RuntimeError(
+            f'this S-BN layer (stride {self.layer_stride}) cannot tell scales {tuple(self.scales)} apart from its '
+            f'{side}-wide input and no shallower S-BN layer decided the scale of this input: run the whole model '
+            f'(or fuse_scale it to one resolution)')
 
     def scale_tensors(
             self, lo: int, hi: int, t: float,
@@ -170,6 +221,7 @@ class ScaleSpecificBatchNormAct2d(ScaleSpecificBatchNorm2d):
             affine: bool = True,
             track_running_stats: bool = True,
             policy: str = 'nearest',
+            decision_stride: Optional[int] = None,
             drop: Optional[nn.Module] = None,
             act: Optional[nn.Module] = None,
             device=None,
@@ -178,7 +230,7 @@ class ScaleSpecificBatchNormAct2d(ScaleSpecificBatchNorm2d):
         super().__init__(
             num_features, scales, network_stride=network_stride, layer_stride=layer_stride, eps=eps,
             momentum=momentum, affine=affine, track_running_stats=track_running_stats, policy=policy,
-            device=device, dtype=dtype,
+            decision_stride=decision_stride, device=device, dtype=dtype,
         )
         self.drop = drop if drop is not None else nn.Identity()
         self.act = act if act is not None else nn.Identity()
@@ -233,11 +285,12 @@ def sbn_from_bn(
         network_stride: int,
         layer_stride: int,
         policy: str = 'nearest',
+        decision_stride: Optional[int] = None,
 ) -> ScaleSpecificBatchNorm2d:
     """An S-BN layer whose every scale starts from ``bn``'s parameters and statistics."""
     kwargs = dict(
         network_stride=network_stride, layer_stride=layer_stride, eps=bn.eps, momentum=bn.momentum,
-        affine=bn.affine, track_running_stats=True, policy=policy,
+        affine=bn.affine, track_running_stats=True, policy=policy, decision_stride=decision_stride,
         device=bn.running_mean.device if bn.running_mean is not None else None,
         dtype=bn.running_mean.dtype if bn.running_mean is not None else None,
     )

@@ -5,19 +5,31 @@ Each mini-batch X (B x C x H x W, after the usual augmentation and Mixup/CutMix)
 arXiv:1909.00182, with alpha_i = 1/M). The weights given by the user are normalised to sum to one, so ``(1, 1, 1)``
 and ``(1/3, 1/3, 1/3)`` are the same recipe.
 
+Size jitter: S-BN serves every input side in a scale's range (`sct_timm.scales.scale_ranges`, e.g. 33-64 px for
+scale 64 of {64, 32}) with that scale's statistics, and the shared convolutions must work at all of them. With
+probability ``p`` a scale's batch is resized to a side drawn from its range instead of the scale itself, so the
+statistics and the weights see every size they will serve; with ``1 - p`` it stays exact, so the scale itself does not
+lose accuracy.
+
 Resizing runs wherever the batch is: `resize_to_scales` on the accelerator after the loader (the trainer's path), or
 `ScaleCollectionCollate` around any collate function for people with their own loop.
 """
 from typing import Callable, List, Optional, Sequence, Tuple
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 from .scales import resolve_scales
 
-__all__ = ['INTERPOLATION_MODES', 'resolve_scale_weights', 'resize_to_scales', 'ScaleCollectionCollate']
+__all__ = [
+    'INTERPOLATION_MODES', 'JITTER_DISTRIBUTIONS', 'resolve_scale_weights', 'resize_to_scales', 'draw_size',
+    'jitter_sizes', 'ScaleCollectionCollate',
+]
 
 INTERPOLATION_MODES = ('bilinear', 'bicubic', 'nearest', 'area')
+JITTER_DISTRIBUTIONS = ('uniform', 'log_uniform', 'low')
 
 
 def resolve_scale_weights(weights: Optional[Sequence[float]], num_scales: int) -> Tuple[float, ...]:
@@ -31,6 +43,41 @@ def resolve_scale_weights(weights: Optional[Sequence[float]], num_scales: int) -
         raise ValueError(f'scale weights must be non-negative and sum to a positive number, got {weights}')
     total = sum(weights)
     return tuple(w / total for w in weights)
+
+
+def draw_size(lo: int, hi: int, dist: str = 'uniform', generator: Optional[torch.Generator] = None) -> int:
+    """A side in ``[lo, hi]``: ``uniform``; ``log_uniform`` (uniform in log side: small sides as often, relatively, as
+    large ones); ``low`` (density falling linearly from ``lo`` to zero at ``hi``: most draws where accuracy trails)."""
+    if dist not in JITTER_DISTRIBUTIONS:
+        raise ValueError(f'unknown jitter distribution {dist!r}: use one of {JITTER_DISTRIBUTIONS}')
+    if hi <= lo:
+        return lo
+    u = float(torch.rand((), generator=generator))
+    if dist == 'uniform':
+        side = lo + u * (hi + 1 - lo)
+        return min(int(side), hi)
+    if dist == 'log_uniform':
+        side = math.exp(math.log(lo) + u * (math.log(hi + 1) - math.log(lo)))
+        return min(int(side), hi)
+    side = lo + (hi + 1 - lo) * (1.0 - math.sqrt(1.0 - u))  # inverse CDF of the falling triangle
+    return min(int(side), hi)
+
+
+def jitter_sizes(
+        scales: Sequence[int],
+        ranges: Sequence[Tuple[int, int]],
+        prob: float,
+        dist: str = 'uniform',
+        generator: Optional[torch.Generator] = None,
+) -> List[int]:
+    """One side per scale for this step: the scale itself, or with probability ``prob`` a draw from its range."""
+    if not 0.0 <= prob <= 1.0:
+        raise ValueError(f'jitter probability must be in [0, 1], got {prob}')
+    sizes = []
+    for scale, (lo, hi) in zip(scales, ranges):
+        jitter = prob > 0 and (prob >= 1 or float(torch.rand((), generator=generator)) < prob)
+        sizes.append(draw_size(lo, hi, dist, generator) if jitter else scale)
+    return sizes
 
 
 def resize_to_scales(

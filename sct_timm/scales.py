@@ -20,12 +20,20 @@ Given ``g`` and the training scales' grid sizes ``g_i``:
   batch statistics are collected per scale.
 
 Non-square inputs use the shorter side, the side timm's eval transform resizes to the target size.
+
+Scale sets closer than the network stride (``{64, 48, 32}``, the paper's ``{320, 224, 196, 128, 96}``). Such a set
+is told apart at a finer *decision stride* ``D``: the largest ``S / 2^k`` at which every scale has its own grid size
+``ceil(s / D)`` (16 for both examples). Layers at a stride that divides ``D`` compute ``ceil(r / D)`` from their own
+input exactly as above; deeper layers, whose maps cannot tell the scales apart, follow the decision the shallower
+layers of the same forward pass made (`sct_timm.layers` keeps it per thread). For sets separated at the network stride
+``D == S``: every layer decides alone, the rule is the one above, bit for bit.
 """
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 __all__ = [
     'SCT_A', 'SCT_DENSE', 'SCT_FMNIST', 'SCALE_PRESETS', 'DEFAULT_SCALES', 'SCALE_POLICIES',
-    'validate_scales', 'resolve_scales', 'deep_grid_size', 'scale_grid', 'select_scale',
+    'validate_scales', 'resolve_scales', 'deep_grid_size', 'scale_grid', 'select_scale', 'decision_stride',
+    'scale_ranges', 'SCT_PAPER43', 'SCT_FMNIST3',
 ]
 
 SCT_A: Tuple[int, ...] = (320, 224, 192, 128, 64)
@@ -37,42 +45,54 @@ SCT_DENSE: Tuple[int, ...] = (224, 192, 160, 128, 96)
 SCT_FMNIST: Tuple[int, ...] = (64, 32)
 """Fashion-MNIST (28 px originals): standard 64 and half 32, the smallest side a stride-32 network accepts."""
 
+SCT_PAPER43: Tuple[int, ...] = (320, 224, 196, 128, 96)
+"""The scale collection of the paper's section 4.3 (224 and 196 share a 7x7 deepest map: decided at stride 16)."""
+
+SCT_FMNIST3: Tuple[int, ...] = (64, 48, 32)
+"""Fashion-MNIST with a middle scale of its own, so 33-48 px get statistics trained for them (decided at stride 16)."""
+
 SCALE_PRESETS = {
     'sct_a': SCT_A,
     'sct_dense': SCT_DENSE,
     'sct_fmnist': SCT_FMNIST,
+    'sct_fmnist3': SCT_FMNIST3,
+    'sct_paper43': SCT_PAPER43,
 }
 DEFAULT_SCALES = SCT_A
 SCALE_POLICIES = ('nearest', 'interpolate')
 
 
-def resolve_scales(scales: 'str | Sequence[int] | int | None') -> Tuple[int, ...]:
-    """Turn a preset name, a comma-separated string, an int or a sequence into a validated, descending tuple.
+def resolve_scales(scales: 'str | Sequence[int | str] | int | None') -> Tuple[int, ...]:
+    """Turn a preset name, comma/space-separated sizes, an int or a sequence into a validated, descending tuple.
 
     Descending order is canonical (the paper lists SCT-A largest first), so scale index 0 is the standard resolution.
+    A sequence of one string (``['sct_a']``, as a list flag parses it) is read like the string.
     """
     if scales is None:
         return DEFAULT_SCALES
+    if not isinstance(scales, (str, int)) and all(isinstance(s, str) for s in scales):
+        scales = ' '.join(scales)
     if isinstance(scales, str):
         name = scales.strip().lower()
         if name in SCALE_PRESETS:
             return SCALE_PRESETS[name]
         try:
-            scales = [int(s) for s in name.replace(' ', '').split(',') if s]
+            scales = [int(s) for s in name.replace(',', ' ').split()]
         except ValueError:
             raise ValueError(
-                f'unknown scale preset {scales!r}: use one of {sorted(SCALE_PRESETS)} or comma-separated sizes'
+                f'unknown scale preset {scales!r}: use one of {sorted(SCALE_PRESETS)} or sizes such as 64,32'
             ) from None
     elif isinstance(scales, int):
         scales = [scales]
     return validate_scales(scales)
 
 
-def validate_scales(scales: Sequence[int], network_stride: int = 1) -> Tuple[int, ...]:
+def validate_scales(scales: Sequence[int], network_stride: int = 1, min_stride: int = 1) -> Tuple[int, ...]:
     """Check a scale set and return it as a descending tuple.
 
     Rejects empty, non-integer, non-positive, duplicated and unsorted sets (either sort order is accepted), and
-    with ``network_stride`` > 1, sets whose members share a deep-grid size or lie below the stride.
+    with ``network_stride`` > 1, sets with a member below the stride or that no decision stride of at least
+    ``min_stride`` (the stride of the network's first BatchNorm) tells apart.
     """
     scales = list(scales)
     if not scales:
@@ -92,14 +112,26 @@ def validate_scales(scales: Sequence[int], network_stride: int = 1) -> Tuple[int
         if too_small:
             raise ValueError(
                 f'scales {too_small} are below the network stride {network_stride} px: the smallest input it serves')
-        grid = scale_grid(scales, network_stride)
-        for i in range(len(scales) - 1):
-            if grid[i] == grid[i + 1]:
-                raise ValueError(
-                    f'scales {scales[i]} and {scales[i + 1]} cannot be told apart by a network of stride '
-                    f'{network_stride} (both give a {grid[i]}x{grid[i]} deepest feature map); space scales by at '
-                    f'least {network_stride} px')
+        decision_stride(scales, network_stride, min_stride)
     return tuple(scales)
+
+
+def decision_stride(scales: Sequence[int], network_stride: int, min_stride: int = 1) -> int:
+    """The largest stride ``network_stride / 2^k`` (not below ``min_stride``) at which every scale has its own grid
+    size; ``network_stride`` itself for sets spaced by at least the stride (the classic rule)."""
+    d = network_stride
+    while True:
+        grid = scale_grid(scales, d)
+        if len(set(grid)) == len(grid):
+            return d
+        if d % 2 or d // 2 < min_stride:
+            break
+        d //= 2
+    i = next(i for i in range(len(grid) - 1) if grid[i] == grid[i + 1])
+    raise ValueError(
+        f'scales {scales[i]} and {scales[i + 1]} cannot be told apart by this network: both give a {grid[i]}x{grid[i]} '
+        f'map even at stride {d}, the finest its BatchNorm layers allow (first one at stride {min_stride}); space '
+        f'them further apart')
 
 
 def deep_grid_size(resolution: int, network_stride: int) -> int:
@@ -139,3 +171,27 @@ def select_scale(grid: List[int], g: int, interpolate: bool) -> Tuple[int, int, 
     if upper - g <= g - lower:
         return i, i, 0.0
     return i + 1, i + 1, 0.0
+
+
+def scale_ranges(
+        scales: Sequence[int],
+        network_stride: int,
+        decision: Optional[int] = None,
+        interpolate: bool = False,
+) -> List[Tuple[int, int]]:
+    """``(lo, hi)`` input sides whose statistics are scale ``i``'s (scales descending), from the network stride (the
+    smallest side it serves) up to the largest scale: the range a scale's training batches may be jittered over.
+
+    With ``interpolate`` a side between two scales blends both; it counts for the scale it leans to (nearest rule).
+    """
+    scales = list(scales)
+    d = decision or decision_stride(scales, network_stride)
+    grid = scale_grid(scales, d)
+    lows: List[Optional[int]] = [None] * len(scales)
+    highs: List[int] = [0] * len(scales)
+    for r in range(network_stride, max(scales) + 1):
+        i = select_scale(grid, deep_grid_size(r, d), False)[0]
+        if lows[i] is None:
+            lows[i] = r
+        highs[i] = r
+    return [(lo if lo is not None else s, max(hi, s)) for lo, hi, s in zip(lows, highs, scales)]

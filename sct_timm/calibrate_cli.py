@@ -1,0 +1,110 @@
+"""``sct-calibrate``: re-estimate a trained SCT checkpoint's S-BN statistics (`sct_timm.calibrate`) and save it.
+
+    sct-calibrate --model sct_resnet18 --checkpoint output/train/run/model_best.pth.tar --dataset fmnist \\
+        --num-batches 50 --output output/train/run/calibrated.pth.tar
+
+The size distribution defaults to the run's own (``scale_jitter``, ``scale_jitter_dist``, ``scale_interpolation`` in
+the checkpoint's args). The output is a timm-style checkpoint (``state_dict``, ``args``) that ``sct-bench``,
+``sct-hub stage`` and ``sct-train --initial-checkpoint`` read like the input.
+"""
+import argparse
+import io
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from .calibrate import calibrate
+from .checkpoint import create_model_from_checkpoint, read_checkpoint
+from .convert import get_scales
+from .datasets import FMNIST_DIR, create_dataset, image_mode_for, is_fmnist
+from .evaluate import create_eval_loader, eval_data_config
+from .scale_collection import INTERPOLATION_MODES, JITTER_DISTRIBUTIONS
+from .utils import CLIError, atomic_write_bytes, cli_main, one_line, setup_logging
+
+__all__ = ['build_parser', 'main']
+
+PROG = 'sct-calibrate'
+_logger = logging.getLogger(PROG)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split('\n')[0])
+    parser.add_argument('--model', required=True, metavar='MODEL', help='timm model name (an sct_* model)')
+    parser.add_argument('--checkpoint', required=True, metavar='PATH', help='training checkpoint or .safetensors')
+    parser.add_argument('--use-ema', action='store_true', help="calibrate the checkpoint's EMA weights")
+    parser.add_argument('--output', required=True, metavar='PATH', help='calibrated checkpoint to write')
+    parser.add_argument('--force', action='store_true', help='replace an existing --output')
+    parser.add_argument('--dataset', default='', metavar='NAME', help='timm dataset spec, or fmnist')
+    parser.add_argument('--data-dir', metavar='DIR', help='dataset root (default for fmnist: the Debian package)')
+    parser.add_argument('--split', default='train', help='images to calibrate on, labels unused (default: train)')
+    parser.add_argument('--num-batches', type=int, default=50, metavar='N', help='batches per scale (default: 50)')
+    parser.add_argument('-b', '--batch-size', type=int, default=128, metavar='N')
+    parser.add_argument('-j', '--workers', type=int, default=2, metavar='N')
+    parser.add_argument('--scale-jitter', type=float, metavar='PROB',
+                        help="probability of a size drawn from a scale's range (default: the run's)")
+    parser.add_argument('--scale-jitter-dist', choices=JITTER_DISTRIBUTIONS, help="default: the run's")
+    parser.add_argument('--scale-interpolation', choices=INTERPOLATION_MODES, help="default: the run's")
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--seed', type=int, default=42, help='seed of the size draws (default: 42)')
+    return parser
+
+
+def run(args: argparse.Namespace) -> Path:
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        raise CLIError(f'{output}: already exists; pass --force to replace it')
+    if args.num_batches < 1:
+        raise CLIError(f'--num-batches must be >= 1, got {args.num_batches}')
+    checkpoint = read_checkpoint(args.checkpoint, use_ema=args.use_ema)
+    model = create_model_from_checkpoint(args.model, checkpoint)
+    try:
+        scales = get_scales(model)
+    except ValueError as e:
+        raise CLIError(one_line(e)) from None
+    run_args = checkpoint.args
+    jitter = args.scale_jitter if args.scale_jitter is not None else float(run_args.get('scale_jitter') or 0.0)
+    dist = args.scale_jitter_dist or run_args.get('scale_jitter_dist') or 'uniform'
+    interpolation = args.scale_interpolation or run_args.get('scale_interpolation') or 'bilinear'
+    dataset = args.dataset or run_args.get('dataset') or ''
+    root = args.data_dir or (FMNIST_DIR if is_fmnist(dataset) else None)
+    if root is None:
+        raise CLIError('no data: give --data-dir (or --dataset fmnist)')
+    in_chans = model.in_chans if isinstance(getattr(model, 'in_chans', None), int) else 3
+    try:
+        kwargs = {} if is_fmnist(dataset) else dict(input_img_mode=image_mode_for(in_chans))
+        data = create_dataset(dataset, root=root, split=args.split, **kwargs)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise CLIError(f'cannot open data set {dataset!r} at {root}: {one_line(e)}') from None
+    overrides = {k: run_args[k] for k in ('mean', 'std') if run_args.get(k)}
+    config = eval_data_config(model, max(scales), **overrides)
+    loader = create_eval_loader(data, config, batch_size=args.batch_size, workers=args.workers, device=args.device)
+    torch.manual_seed(args.seed)
+    model.to(args.device)
+    try:
+        calibrate(model, loader, num_batches=args.num_batches, jitter_prob=jitter, jitter_dist=dist,
+                  interpolation=interpolation)
+    except ValueError as e:
+        raise CLIError(one_line(e)) from None
+    record = dict(checkpoint=str(checkpoint.path), weights=checkpoint.weights, dataset=dataset, split=args.split,
+                  num_batches=args.num_batches, batch_size=args.batch_size, scale_jitter=jitter,
+                  scale_jitter_dist=dist, scale_interpolation=interpolation, seed=args.seed)
+    buffer = io.BytesIO()
+    torch.save({'arch': checkpoint.arch or args.model, 'epoch': checkpoint.epoch, 'args': run_args,
+                'state_dict': model.cpu().state_dict(), 'calibration': record}, buffer)
+    atomic_write_bytes(output, buffer.getvalue())
+    _logger.info(f'calibrated {args.model} scales {list(scales)} on {args.num_batches} batches of {args.batch_size} '
+                 f'(jitter {jitter}, {dist}): {output}')
+    return output
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    return cli_main(PROG, lambda: run(args))
+
+
+if __name__ == '__main__':
+    sys.exit(main())
