@@ -4,7 +4,9 @@ Everything runs offline: `mirror` fills a temporary Hugging Face cache and every
 loader (huggingface_hub's ``hf_hub_download`` in offline mode + safetensors).
 """
 import argparse
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -22,6 +24,7 @@ from timm.models import PretrainedCfg, get_pretrained_cfg
 
 import sct_timm
 from sct_timm import hub
+from sct_timm.hub import upload
 from sct_timm.models import sct_resnet
 
 from helpers import randomize_scales
@@ -110,11 +113,12 @@ def _copy(staged: Path, tmp_path: Path) -> Path:
 
 
 def _error(argv) -> str:
-    with pytest.raises(SystemExit) as info:
-        hub.main([str(a) for a in argv])
-    message = str(info.value.code)
-    assert message.startswith('sct-hub: error: ') and '\n' not in message
-    return message
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert hub.main([str(a) for a in argv]) == 2
+    errors = [line for line in stderr.getvalue().splitlines() if line.startswith('sct-hub: error: ')]
+    assert len(errors) == 1 and stderr.getvalue().endswith(errors[0] + '\n')  # one line, the last
+    return errors[0]
 
 
 # --- stage ----------------------------------------------------------------------------------------------------------
@@ -368,7 +372,7 @@ def test_cfg_lines_are_the_tag_data(staged, capsys):
 # --- publish --------------------------------------------------------------------------------------------------------
 
 def test_publish_dry_run_lists_exactly_staged_files(staged, capsys, monkeypatch):
-    monkeypatch.setattr(hub, 'get_token', lambda: None)  # a dry run needs no token
+    monkeypatch.setattr(upload, 'get_token', lambda: None)  # a dry run needs no token
     hub.main(['publish', str(staged), '--dry-run'])
     assert capsys.readouterr().out.splitlines() == STAGED_FILES == sorted(os.listdir(staged))
 
@@ -383,12 +387,12 @@ def test_publish_uploads_exactly_the_dry_run_files(staged, monkeypatch):
         def create_repo(self, repo_id, private=False, exist_ok=False):
             calls['repo'] = (repo_id, private, exist_ok)
 
-        def create_commit(self, repo_id, operations, commit_message):
-            calls['files'] = [op.path_in_repo for op in operations]
-            calls['sources'] = [Path(op.path_or_fileobj) for op in operations]
+        def upload_folder(self, repo_id, folder_path, allow_patterns, commit_message):
+            calls['files'] = list(allow_patterns)
+            calls['sources'] = [Path(folder_path) / f for f in allow_patterns]
 
-    monkeypatch.setattr(hub, 'HfApi', FakeApi)
-    monkeypatch.setattr(hub, 'get_token', lambda: 'hf_test_token')
+    monkeypatch.setattr(upload, 'HfApi', FakeApi)
+    monkeypatch.setattr(upload, 'get_token', lambda: 'hf_test_token')
     monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
     files = hub.publish(staged, private=True)
     assert files == hub.publish(staged, dry_run=True) == calls['files'] == STAGED_FILES
@@ -397,7 +401,7 @@ def test_publish_uploads_exactly_the_dry_run_files(staged, monkeypatch):
 
 
 def test_publish_errors(staged, tmp_path, monkeypatch):
-    monkeypatch.setattr(hub, 'get_token', lambda: None)
+    monkeypatch.setattr(upload, 'get_token', lambda: None)
     monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
     assert 'no Hugging Face token' in _error(['publish', staged])
     for bad in ('noslash', 'a/b/c', '/name', 'org/'):
@@ -483,3 +487,19 @@ def test_cards_generator(staged, tmp_path):
 def test_committed_model_cards_is_generated(monkeypatch):
     monkeypatch.chdir(ROOT)
     assert hub.render_cards('hub', 'MODEL_CARDS.md') == (ROOT / 'MODEL_CARDS.md').read_text()
+
+
+def test_gmacs_column_reads_results_written_before_the_rename(staged, trained, tmp_path):
+    """Results files from before ``gflops`` was renamed ``gmacs`` (it always held multiply-adds) still fill GMACs."""
+    doc = json.loads(trained.results.read_text())
+    for row in doc['results']:
+        row['gflops'] = 0.15
+    legacy = tmp_path / 'legacy.json'
+    legacy.write_text(json.dumps(doc))
+    rows = hub.load_results(legacy, ARCH)['results']
+    assert all(r['gmacs'] == 0.15 and 'gflops' not in r for r in rows)
+    folder = _copy(staged, tmp_path / 'hub')
+    (folder / 'results.json').write_text(json.dumps({**doc, 'results': doc['results'][:3]}))
+    assert all(r['gmacs'] == 0.15 for r in hub.staged_info(folder)['results'])
+    text = hub.render_cards(folder.parent)
+    assert '| GMACs |' in text and '| 0.150 |' in text and 'GFLOPs' not in text

@@ -6,14 +6,22 @@ and ``args.yaml`` (the training recipe). Accuracy is therefore never typed by ha
 a results file, and regenerating a card from the same folder gives the same bytes (no dates, no machine names beyond
 what the results file records).
 """
-from typing import Any, Dict, List, Optional, Sequence
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import yaml
+from tqdm.auto import tqdm
+
+from ..utils import atomic_write_text
+from .files import find_staged, staged_info
 
 __all__ = [
     'PAPER_ID', 'PAPER_TITLE', 'PAPER_URL', 'CITATION', 'dataset_display_name', 'hub_dataset_id', 'accuracy_table',
-    'recipe_table', 'render_model_card', 'render_model_cards_index',
+    'recipe_table', 'render_model_card', 'render_model_cards_index', 'render_cards', 'write_model_cards',
 ]
+
+_logger = logging.getLogger(__name__)
 
 PAPER_ID = 'arXiv:1909.00182'
 PAPER_TITLE = (
@@ -91,14 +99,14 @@ _OPTIONAL_COLUMNS = (
     ('latency_ms_p50', 'Latency p50 (ms)', 3),
     ('latency_ms_p90', 'Latency p90 (ms)', 3),
     ('throughput', 'Throughput (img/s)', 1),
-    ('gflops', 'GFLOPs', 3),
+    ('gmacs', 'GMACs', 3),  # multiply-adds per image, timm's GMACs
 )
 
 
 def accuracy_table(rows: Sequence[Dict[str, Any]], scales: Sequence[int]) -> str:
     """Markdown table of measured accuracy, one row per test resolution, largest first.
 
-    Latency, throughput and GFLOPs columns appear only when some row measured them, so a card never shows a column
+    Latency, throughput and GMACs columns appear only when some row measured them, so a card never shows a column
     of dashes for a quantity nobody measured.
     """
     ordered = sorted(rows, key=lambda r: -int(r['resolution']))
@@ -310,3 +318,18 @@ def render_model_cards_index(infos: Sequence[Dict[str, Any]], command: str, hub_
         lines += [*_recipe_section(info, '### Training recipe'), '']
         lines += [*_results_section(info, '### Accuracy per test resolution'), '']
     return '\n'.join(lines).rstrip('\n') + '\n'
+
+
+def render_cards(hub_dir: Union[str, Path] = 'hub', output: Union[str, Path] = 'MODEL_CARDS.md') -> str:
+    """The text of MODEL_CARDS.md for the staged folders in ``hub_dir`` (``output`` is only quoted in it)."""
+    folders = find_staged(hub_dir)
+    infos = [staged_info(f) for f in tqdm(folders, desc='cards', disable=len(folders) < 2)]
+    hub_label = str(hub_dir).rstrip('/') or '.'
+    return render_model_cards_index(infos, f'sct-hub cards --hub-dir {hub_label} --output {output}', hub_label)
+
+
+def write_model_cards(hub_dir: Union[str, Path] = 'hub', output: Union[str, Path] = 'MODEL_CARDS.md') -> Path:
+    """Regenerate MODEL_CARDS.md (written atomically: a failed run leaves the old file)."""
+    path = atomic_write_text(output, render_cards(hub_dir, output))
+    _logger.info(f'Wrote {path}')
+    return path

@@ -1,0 +1,160 @@
+"""Pretrained tags from staged folders: registered in timm's registry at run time, or printed as the code to add.
+
+A tag is data in its model module, an entry in ``default_cfgs`` and one in ``TAG_SCALES``, read by timm's
+``register_model`` when the module is imported. `cfg_lines` prints both entries, generated from a staged
+``config.json``; `register_tag` makes the same change in the running process (tests, private Hubs) by editing those
+two tables and re-running ``register_model``, timm's own way to (re)build a model's tags.
+"""
+import sys
+import warnings
+from dataclasses import fields
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from timm.models import PretrainedCfg, model_entrypoint, register_model, split_model_name_tag
+
+from ..scales import resolve_scales
+from ..utils import CLIError
+from .files import TAG_PATTERN, read_config, staged_info, validate_repo_id
+
+__all__ = ['tag_cfg', 'register_tag', 'unregister_tag', 'register_staged', 'cfg_lines']
+
+# pretrained_cfg entries that describe a weight source or are set by timm's registry, not by a tag's data
+_NOT_TAG_DATA = {'url', 'file', 'state_dict', 'hf_hub_id', 'hf_hub_filename', 'source', 'architecture', 'tag',
+                 'custom_load', 'label_names', 'label_descriptions'}
+
+
+def _arch_module(arch: str) -> Tuple[Callable[..., Any], ModuleType]:
+    """An SCT architecture's entrypoint and model module (where its ``default_cfgs`` and ``TAG_SCALES`` live)."""
+    try:
+        fn = model_entrypoint(arch)
+    except RuntimeError:
+        raise CLIError(f'{arch!r} is not a registered timm model') from None
+    module = sys.modules[fn.__module__]
+    if not isinstance(getattr(module, 'TAG_SCALES', None), dict) or not hasattr(module, 'default_cfgs'):
+        raise CLIError(f'{arch!r} is not an sct_timm model (its module has no TAG_SCALES)')
+    return fn, module
+
+
+def _reregister(fn: Callable[..., Any]) -> None:
+    # register_model reads the module's default_cfgs: re-running it is timm's own way to (re)build a model's tags
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Overwriting')
+        register_model(fn)
+
+
+def _normalise(value: Any) -> Any:
+    """JSON lists as the tuples timm's cfgs hold, so a staged value compares equal to a ``_cfg()`` default."""
+    return tuple(_normalise(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def tag_cfg(folder: Union[str, Path], hf_hub_id: Optional[str] = None) -> Tuple[str, Dict[str, Any], Tuple[int, ...]]:
+    """The pretrained cfg a staged folder's tag needs: ``(arch.tag, cfg dict, scales)``.
+
+    The cfg holds the weights' Hub id (written out in full) and the staged data config (input size, mean/std, crop,
+    interpolation, num_classes, pool size, license, paper), i.e. what ``default_cfgs`` records for a timm tag.
+    """
+    folder = Path(folder)
+    info = staged_info(folder)
+    pcfg = read_config(folder).get('pretrained_cfg') or {}
+    known = {f.name for f in fields(PretrainedCfg)}
+    cfg = {'hf_hub_id': validate_repo_id(hf_hub_id or info['hf_hub_id'])}
+    cfg.update({k: _normalise(v) for k, v in pcfg.items() if k in known and k not in _NOT_TAG_DATA and v is not None})
+    cfg['num_classes'] = info['num_classes']
+    return info['name'], cfg, tuple(info['scales'])
+
+
+def register_tag(name: str, cfg: Dict[str, Any], scales: Sequence[int]) -> str:
+    """Make ``arch.tag`` a pretrained tag of an SCT model at run time, as its two code entries would.
+
+    Adds ``cfg`` to the model module's ``default_cfgs`` and ``scales`` to its ``TAG_SCALES``, then re-runs timm's
+    ``register_model`` on the entrypoint so the registry (``list_pretrained``, ``create_model('arch.tag')``) sees
+    it. The first tag with weights becomes the architecture's default, as in ``generate_default_cfgs``.
+    """
+    arch, tag = split_model_name_tag(name)
+    if not tag or not TAG_PATTERN.fullmatch(tag):
+        raise CLIError(f'bad tag name {name!r}: expected <arch>.<tag>')
+    fn, module = _arch_module(arch)
+    try:
+        pretrained_cfg = PretrainedCfg(**cfg)
+    except TypeError as e:
+        raise CLIError(f'bad pretrained cfg for {name}: {e}') from None
+    if not pretrained_cfg.has_weights:
+        raise CLIError(f'pretrained cfg for {name} names no weights (hf_hub_id)')
+    try:
+        scales = resolve_scales(scales)
+    except ValueError as e:
+        raise CLIError(f'bad scales for {name}: {e}') from None
+    default_cfg = module.default_cfgs[arch]
+    if tag not in default_cfg.cfgs:
+        has_other_weights = any(c.has_weights for c in default_cfg.cfgs.values())
+        if has_other_weights:
+            default_cfg.tags.append(tag)
+        else:
+            default_cfg.tags.appendleft(tag)
+    default_cfg.cfgs[tag] = pretrained_cfg
+    default_cfg.is_pretrained = True
+    module.TAG_SCALES[name] = scales
+    _reregister(fn)
+    return name
+
+
+def unregister_tag(name: str) -> None:
+    """Undo `register_tag`: the architecture's other tags and default are as before."""
+    arch, tag = split_model_name_tag(name)
+    fn, module = _arch_module(arch)
+    default_cfg = module.default_cfgs[arch]
+    if tag in default_cfg.cfgs:
+        default_cfg.tags.remove(tag)
+        del default_cfg.cfgs[tag]
+        weighted = [t for t in default_cfg.tags if default_cfg.cfgs[t].has_weights]
+        default_cfg.is_pretrained = bool(weighted)
+        if weighted and not default_cfg.cfgs[default_cfg.tags[0]].has_weights:
+            default_cfg.tags.remove(weighted[0])
+            default_cfg.tags.appendleft(weighted[0])
+    module.TAG_SCALES.pop(name, None)
+    _reregister(fn)
+
+
+def register_staged(folder: Union[str, Path], hf_hub_id: Optional[str] = None) -> str:
+    """Register a staged folder's tag (`tag_cfg` + `register_tag`); returns ``arch.tag``."""
+    name, cfg, scales = tag_cfg(folder, hf_hub_id)
+    return register_tag(name, cfg, scales)
+
+
+def _wrap_call(head: str, items: List[str], indent: str, width: int = 120) -> List[str]:
+    """``head(items...),`` as code lines of at most ``width`` columns (an item longer than that gets its own line)."""
+    single = f'{indent}{head}({", ".join(items)}),'
+    if len(single) <= width:
+        return [single]
+    lines, current, inner = [f'{indent}{head}('], '', indent + '    '
+    for item in items:
+        candidate = f'{current} {item},' if current else f'{inner}{item},'
+        if current and len(candidate) > width:
+            lines.append(current)
+            candidate = f'{inner}{item},'
+        current = candidate
+    lines.append(current)
+    lines.append(f'{indent}),')
+    return lines
+
+
+def cfg_lines(folder: Union[str, Path]) -> str:
+    """The two code entries that make a staged folder's weights a pretrained tag, generated from its config.
+
+    The ``default_cfgs`` entry lists only what differs from the module's ``_cfg()`` defaults, wrapped at 120 columns.
+    """
+    name, cfg, scales = tag_cfg(folder)
+    fn, module = _arch_module(split_model_name_tag(name)[0])
+    defaults = {k: _normalise(v) for k, v in PretrainedCfg(**module._cfg()).to_dict(remove_null=False).items()}
+    order = [f.name for f in fields(PretrainedCfg)]
+    items = [f'hf_hub_id={cfg["hf_hub_id"]!r}']
+    items += [f'{k}={cfg[k]!r}' for k in order if k in cfg and k != 'hf_hub_id' and defaults.get(k) != cfg[k]]
+    source = fn.__module__.replace('.', '/') + '.py'
+    return '\n'.join([
+        f'# {source}: in default_cfgs = generate_default_cfgs({{...}})',
+        *_wrap_call(f"'{name}': _cfg", items, '    '),
+        f'# {source}: in TAG_SCALES',
+        f"    '{name}': {tuple(scales)!r},",
+    ]) + '\n'
