@@ -18,6 +18,7 @@ from PIL import Image
 from timm.data import create_dataset as timm_create_dataset
 
 __all__ = [
+    'image_mode_for',
     'FMNIST_DIR', 'FMNIST_NAMES', 'FMNIST_MEAN', 'FMNIST_STD', 'FMNIST_CLASSES', 'FashionMNIST', 'create_dataset',
     'is_fmnist',
 ]
@@ -54,9 +55,10 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
 
 
 class FashionMNIST(torch.utils.data.Dataset):
-    """Fashion-MNIST from the original gzip IDX files; yields ``(PIL 'L' image, label)`` through ``transform``.
+    """Fashion-MNIST from the original gzip IDX files; yields ``(PIL image, label)`` through ``transform``.
 
-    ``transform`` is a plain attribute so timm's ``create_loader`` can set it, as it does for its own datasets.
+    Images are 'L' unless ``input_img_mode`` names another PIL mode ('RGB' for a 3-channel model). ``transform`` is a
+    plain attribute so timm's ``create_loader`` can set it, as it does for its own datasets.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class FashionMNIST(torch.utils.data.Dataset):
             split: str = 'train',
             transform: Optional[Callable] = None,
             num_samples: Optional[int] = None,
+            input_img_mode: Optional[str] = None,
     ):
         root = Path(root or FMNIST_DIR)
         if split not in _SPLIT_PREFIX:
@@ -90,6 +93,7 @@ class FashionMNIST(torch.utils.data.Dataset):
         self.images = images
         self.targets = labels.astype(np.int64)
         self.transform = transform
+        self.input_img_mode = input_img_mode
         self.split = split
         self.classes = FMNIST_CLASSES
 
@@ -98,6 +102,8 @@ class FashionMNIST(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Tuple[object, int]:
         image = Image.fromarray(self.images[index], mode='L')
+        if self.input_img_mode and self.input_img_mode != 'L':
+            image = image.convert(self.input_img_mode)
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.targets[index])
@@ -136,6 +142,12 @@ class _Subset(torch.utils.data.Dataset):
         self.dataset.transform = value
 
 
+def image_mode_for(in_chans: Optional[int]) -> Optional[str]:
+    """The PIL mode images are converted to for a model with ``in_chans`` inputs, as timm's train.py picks it:
+    grayscale, RGBA and palette files then all reach a 1- or 3-channel model with the channels it expects."""
+    return {1: 'L', 3: 'RGB'}.get(in_chans)
+
+
 def create_dataset(
         name: str,
         root: 'str | os.PathLike | None' = None,
@@ -150,7 +162,8 @@ def create_dataset(
     if root and not Path(root).exists():
         raise FileNotFoundError(f'data dir does not exist: {root}')
     if is_fmnist(name):
-        return FashionMNIST(root, split=split, num_samples=num_samples, transform=kwargs.get('transform'))
+        return FashionMNIST(root, split=split, num_samples=num_samples, transform=kwargs.get('transform'),
+                            input_img_mode=kwargs.get('input_img_mode'))
     dataset = timm_create_dataset(name, root=root, split=split, **kwargs)
     if num_samples is not None:
         if not hasattr(dataset, '__getitem__'):

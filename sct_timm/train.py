@@ -28,21 +28,23 @@ import torch
 import torch.distributed as dist
 from timm import utils
 from timm.data import FastCollateMixup, Mixup, create_loader, resolve_data_config
-from timm.models import load_checkpoint, safe_model_name
+from timm.models import safe_model_name
 from timm.optim import create_optimizer_v2, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.task import ClassificationEvaluator, evaluation_sample_limit, load_task_ema_checkpoint, \
     resume_task_checkpoint
 from tqdm.auto import tqdm
 
-from .convert import get_scales
-from .datasets import FMNIST_DIR, FMNIST_MEAN, FMNIST_STD, FMNIST_CLASSES, create_dataset, is_fmnist
+from .checkpoint import read_checkpoint
+from .convert import checkpoint_filter_fn, get_scales
+from .datasets import FMNIST_DIR, FMNIST_MEAN, FMNIST_STD, FMNIST_CLASSES, create_dataset, image_mode_for, is_fmnist
 from .evaluate import create_eval_loader, eval_data_config
 from .layers import is_sbn
 from .models import BASE_MODELS
 from .scales import DEFAULT_SCALES, SCT_FMNIST, resolve_scales
 from .task import SCTClassificationTask
 from .train_args import args_to_yaml, parse_args
+from .utils import CLIError, atomic_write_text, cli_main, one_line, setup_logging
 
 __all__ = ['main', 'train_one_epoch', 'validate_scales']
 
@@ -51,15 +53,6 @@ _logger = logging.getLogger('sct_train')
 PROG = 'sct-train'
 # fields set at run time, left out of args.yaml (a config must not pin a rank, a device index or a world size)
 _RUNTIME_FIELDS = ('config', 'device', 'distributed', 'world_size', 'rank', 'local_rank', 'prefetcher')
-
-
-class TrainSetupError(Exception):
-    """Bad input found before anything is written: reported as one line, exit status 2."""
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 # --- set-up: model, data, checkpoints ---------------------------------------------------------------------------
@@ -72,18 +65,18 @@ def _is_hub_name(name: str) -> bool:
 def resolve_arch(model: str, norm: Optional[str]) -> Tuple[str, str]:
     """(timm name to build, norm): ``--norm bn`` turns an ``sct_*`` name into its plain timm model."""
     if not _is_hub_name(model) and not timm.is_model(model):
-        raise TrainSetupError(f'unknown model {model!r}: not in timm\'s registry (sct_* models: '
-                              f'{", ".join(sorted(BASE_MODELS))})')
+        raise CLIError(f'unknown model {model!r}: not in timm\'s registry (sct_* models: '
+                       f'{", ".join(sorted(BASE_MODELS))})')
     arch = model.split('.')[0]
     is_sct = arch in BASE_MODELS or _is_hub_name(model)
     norm = norm or ('sbn' if is_sct else 'bn')
     if norm == 'sbn' and not is_sct:
-        raise TrainSetupError(f'--norm sbn needs an SCT model; {model!r} has plain BatchNorm (use '
-                              f'sct_* or --norm bn)')
+        raise CLIError(f'--norm sbn needs an SCT model; {model!r} has plain BatchNorm (use '
+                       f'sct_* or --norm bn)')
     if norm == 'bn' and arch in BASE_MODELS:
         tag = model[len(arch):]
         if tag:
-            raise TrainSetupError(f'--norm bn builds {BASE_MODELS[arch]}, which has no tag {tag!r}')
+            raise CLIError(f'--norm bn builds {BASE_MODELS[arch]}, which has no tag {tag!r}')
         return BASE_MODELS[arch], norm
     return model, norm
 
@@ -111,13 +104,13 @@ def create_train_model(args: argparse.Namespace, arch: str, norm: str) -> torch.
         kwargs['scales'] = scales
     if args.pretrained_path:
         if not Path(args.pretrained_path).is_file():
-            raise TrainSetupError(f'--pretrained-path does not exist: {args.pretrained_path}')
+            raise CLIError(f'--pretrained-path does not exist: {args.pretrained_path}')
         kwargs['pretrained_cfg_overlay'] = dict(file=args.pretrained_path)
     model = timm.create_model(arch, pretrained=args.pretrained, **kwargs)
     if norm == 'sbn':
         scales = get_scales(model)
         if not scales:
-            raise TrainSetupError(f'{arch!r} has no scale-specific BatchNorm layers to train')
+            raise CLIError(f'{arch!r} has no scale-specific BatchNorm layers to train')
     elif scales is None:
         scales = DEFAULT_SCALES
     args.scales = list(scales)
@@ -125,11 +118,13 @@ def create_train_model(args: argparse.Namespace, arch: str, norm: str) -> torch.
     args.in_chans = getattr(model, 'in_chans', args.in_chans)
     if args.initial_checkpoint:
         _checked_file(args.initial_checkpoint, '--initial-checkpoint')
+        # read as every sct-timm command reads checkpoints; plain-BN weights start every scale of an S-BN model
+        checkpoint = read_checkpoint(args.initial_checkpoint)
         try:
-            load_checkpoint(model, args.initial_checkpoint, weights_only=True)
-        except Exception as e:
-            raise TrainSetupError(f'{args.initial_checkpoint}: cannot load into {arch} with scales {args.scales}: '
-                                  f'{_one_line(e)}') from None
+            model.load_state_dict(checkpoint_filter_fn(dict(checkpoint.state_dict), model), strict=True)
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CLIError(f'{args.initial_checkpoint}: cannot load into {arch} with scales {args.scales}: '
+                           f'{one_line(e)}') from None
     if args.grad_checkpointing:
         model.set_grad_checkpointing(enable=True)
     return model
@@ -137,7 +132,7 @@ def create_train_model(args: argparse.Namespace, arch: str, norm: str) -> torch.
 
 def _checked_file(path: str, flag: str) -> None:
     if not Path(path).is_file():
-        raise TrainSetupError(f'{flag} file does not exist: {path}')
+        raise CLIError(f'{flag} file does not exist: {path}')
 
 
 def resolve_train_data_config(args: argparse.Namespace, model: torch.nn.Module) -> Dict[str, Any]:
@@ -150,6 +145,12 @@ def resolve_train_data_config(args: argparse.Namespace, model: torch.nn.Module) 
     if args.img_size is None and args.input_size is None:
         args.img_size = max(args.scales)
     config = resolve_data_config(vars(args), model=model, verbose=utils.is_primary(args))
+    chans = config['input_size'][0]
+    for key in ('mean', 'std'):
+        if getattr(args, key) is None and len(config[key]) != chans and chans == 1:
+            # a 1-channel model with an RGB pretrained cfg: timm's loader would fail on the 3-value mean/std; the
+            # channel average normalises the grayscale input the same way on average
+            config[key] = (sum(config[key]) / len(config[key]),)
     # record what the run used, for the checkpoint's args (Hub staging reads these)
     args.input_size = list(config['input_size'])
     args.img_size = config['input_size'][-1]
@@ -163,9 +164,13 @@ def create_split_dataset(args: argparse.Namespace, training: bool):
     """The train or validation split through timm's ``create_dataset`` (plus ``fmnist``), subset if asked."""
     root = args.data_dir or args.data or (FMNIST_DIR if is_fmnist(args.dataset) else None)
     if root is None:
-        raise TrainSetupError('no data: give --data-dir (or --dataset fmnist for Fashion-MNIST)')
-    kwargs = {} if is_fmnist(args.dataset) else dict(
-        class_map=args.class_map, download=args.dataset_download, input_img_mode=args.input_img_mode,
+        raise CLIError('no data: give --data-dir (or --dataset fmnist for Fashion-MNIST)')
+    # as timm's train.py: without --input-img-mode, images are converted to what the model takes (grayscale, RGBA
+    # and palette files alike), rather than reaching it with the file's own channel count
+    chans = args.input_size[0] if args.input_size else args.in_chans  # the loader's, as resolved from the model
+    img_mode = args.input_img_mode or image_mode_for(chans)
+    kwargs = dict(input_img_mode=img_mode) if is_fmnist(args.dataset) else dict(
+        class_map=args.class_map, download=args.dataset_download, input_img_mode=img_mode,
         input_key=args.input_key, target_key=args.target_key, seed=args.seed,
         batch_size=args.batch_size if training else args.validation_batch_size or args.batch_size)
     return create_dataset(
@@ -183,8 +188,8 @@ def load_resume(task: SCTClassificationTask, args: argparse.Namespace, optimizer
         if task.has_ema():
             load_task_ema_checkpoint(task, args.resume)
     except Exception as e:
-        raise TrainSetupError(f'--resume {args.resume}: not a usable checkpoint for {args.model} with scales '
-                              f'{args.scales}: {_one_line(e)}') from None
+        raise CLIError(f'--resume {args.resume}: not a usable checkpoint for {args.model} with scales '
+                       f'{args.scales}: {one_line(e)}') from None
     return epoch
 
 
@@ -327,20 +332,13 @@ def check_ranks_agree(model: torch.nn.Module, output_dir: Optional[str], args: a
     dist.all_gather_object(digests, weights_digest(model))
     agree = len(set(digests)) == 1
     if utils.is_primary(args):
-        _write_text(Path(output_dir) / 'rank_weights.json', json.dumps({'world_size': args.world_size,
-                                                                          'identical': agree,
-                                                                          'sha256': digests}, indent=2))
+        atomic_write_text(Path(output_dir) / 'rank_weights.json', json.dumps(
+            {'world_size': args.world_size, 'identical': agree, 'sha256': digests}, indent=2))
         if agree:
             _logger.info(f'weights after training are identical on all {args.world_size} ranks')
         else:
             _logger.error(f'weights after training differ between the {args.world_size} ranks (see rank_weights.json)')
     return agree
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # --- main ----------------------------------------------------------------------------------------------------------
@@ -350,8 +348,8 @@ def _check_eval_metric(args: argparse.Namespace) -> None:
     name, _, resolution = args.eval_metric.partition('_')
     resolutions = {str(r) for r in [*args.scales, *args.val_sizes]}
     if name not in ('top1', 'top5', 'loss') or (resolution and resolution not in resolutions):
-        raise TrainSetupError(f'--eval-metric {args.eval_metric!r}: use top1, top5, loss (means over the scales) '
-                              f'or one of them at a validated resolution, e.g. top1_{args.scales[-1]}')
+        raise CLIError(f'--eval-metric {args.eval_metric!r}: use top1, top5, loss (means over the scales) '
+                       f'or one of them at a validated resolution, e.g. top1_{args.scales[-1]}')
 
 
 def _setup(args: argparse.Namespace):
@@ -359,7 +357,7 @@ def _setup(args: argparse.Namespace):
     try:
         return _setup_unchecked(args)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
-        raise TrainSetupError(_one_line(e)) from None
+        raise CLIError(one_line(e)) from None
 
 
 def _setup_unchecked(args: argparse.Namespace):
@@ -370,7 +368,7 @@ def _setup_unchecked(args: argparse.Namespace):
         _logger.info(f'distributed: process {args.rank} of {args.world_size}, device {args.device}')
     args.prefetcher = not args.no_prefetcher
     if args.grad_accum_steps < 1:
-        raise TrainSetupError(f'--grad-accum-steps must be >= 1, got {args.grad_accum_steps}')
+        raise CLIError(f'--grad-accum-steps must be >= 1, got {args.grad_accum_steps}')
     if args.amp and args.amp_dtype == 'float16' and device.type == 'cpu':
         _logger.warning('float16 autocast on CPU is slow: use --amp-dtype bfloat16')
     utils.random_seed(args.seed, args.rank)
@@ -381,17 +379,19 @@ def _setup_unchecked(args: argparse.Namespace):
         args.num_classes = len(FMNIST_CLASSES) if args.num_classes is None else args.num_classes
     model = create_train_model(args, arch, args.norm)
     if args.norm == 'bn' and any(is_sbn(m) for m in model.modules()):
-        raise TrainSetupError(f'--norm bn: {args.model!r} has S-BN layers')
+        raise CLIError(f'--norm bn: {args.model!r} has S-BN layers')
     task = SCTClassificationTask(
         model, args.scales, scale_weights=args.scale_weights, interpolation=args.scale_interpolation,
-        antialias=args.scale_antialias, channels_last=args.channels_last,
+        antialias=args.scale_antialias, channels_last=args.channels_last, jitter_prob=args.scale_jitter,
+        jitter_dist=args.scale_jitter_dist, distill_weight=args.scale_distill, distill_temp=args.scale_distill_temp,
+        distill_teacher=args.scale_distill_teacher, scale_backward=args.scale_backward,
         criterion_kwargs=dict(smoothing=args.smoothing, soft_targets=_mixup_active(args)),
         device=device, verbose=utils.is_primary(args))
     args.scale_weights = list(task.scale_weights)
     data_config = resolve_train_data_config(args, model)
     for size in args.val_sizes:
         if size <= 0:
-            raise TrainSetupError(f'--val-sizes must be positive, got {size}')
+            raise CLIError(f'--val-sizes must be positive, got {size}')
     _check_eval_metric(args)
     dataset_train = create_split_dataset(args, training=True)
     # one validation dataset per resolution: timm's loader sets the transform on the dataset it is given
@@ -520,7 +520,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     output_dir = saver = None
     if primary:
         output_dir = _output_dir(args)
-        _write_text(Path(output_dir) / 'args.yaml', args_to_yaml(args, exclude=_RUNTIME_FIELDS))
+        atomic_write_text(Path(output_dir) / 'args.yaml', args_to_yaml(args, exclude=_RUNTIME_FIELDS))
         saver = utils.CheckpointSaver(
             model=model, optimizer=optimizer, args=args, amp_scaler=loss_scaler, checkpoint_dir=output_dir,
             recovery_dir=output_dir, decreasing=decreasing, max_history=args.checkpoint_hist, task=task)
@@ -563,33 +563,15 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     return {'best_metric': best_metric, 'best_epoch': best_epoch, 'output_dir': output_dir}
 
 
-_log_handler: Optional[logging.Handler] = None
-
-
-def setup_logging() -> None:
-    """timm's log format on the current stderr; calling again (in-process runs) replaces the handler, not adds."""
-    global _log_handler
-    root = logging.getLogger()
-    if _log_handler is not None:
-        root.removeHandler(_log_handler)
-    _log_handler = logging.StreamHandler(sys.stderr)
-    _log_handler.setFormatter(utils.FormatterNoInfo())
-    root.addHandler(_log_handler)
-    root.setLevel(logging.INFO)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``sct-train``: bad input is one ``sct-train: error: ...`` line and exit status 2, the output folder untouched."""
     setup_logging()
     _, args = parse_args(argv)
     try:
-        run(args)
-    except TrainSetupError as e:
-        print(f'{PROG}: error: {e}', file=sys.stderr)
-        return 2
+        return cli_main(PROG, lambda: run(args))
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-    return 0
 
 
 if __name__ == '__main__':

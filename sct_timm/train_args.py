@@ -3,26 +3,30 @@
 A YAML file given with ``-c/--config`` sets defaults that explicit flags override, as in timm; the run's resolved
 arguments are written back as ``args.yaml`` in its output folder, so ``sct-train -c <output>/args.yaml``
 reproduces it. Keys of a config that are not options are an error rather than silently ignored.
+
+Flags shared with timm's ``train.py`` keep its names, defaults and value forms (``tests/test_train_parity.py`` checks
+them against timm's own parser). SCT's list flags take timm's space-separated form (``--scales 64 32``, as
+``--input-size 3 224 224``) and the comma form (``--scales 64,32``); a config may give them as YAML lists.
 """
 import argparse
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import yaml
 from timm.utils import ParseKwargs
 
-from .scale_collection import INTERPOLATION_MODES
-from .task import SCALE_BACKWARD_MODES
+from .scale_collection import INTERPOLATION_MODES, JITTER_DISTRIBUTIONS
+from .task import DISTILL_TEACHERS, SCALE_BACKWARD_MODES
+from .utils.cli import ListAction, parse_list
 
 __all__ = ['build_parser', 'parse_args', 'args_to_yaml']
 
 
-def _ints(text: str) -> List[int]:
-    return [int(v) for v in str(text).replace(',', ' ').split()]
-
-
-def _floats(text: str) -> List[float]:
-    return [float(v) for v in str(text).replace(',', ' ').split()]
+def _size_or_preset(text: str) -> Union[int, str]:
+    """One ``--scales`` item: a size as an int (so a config's [64, 32] and ``--scales 64 32`` parse equal), else a
+    preset name, resolved (and checked) with the model by `sct_timm.scales.resolve_scales`."""
+    text = str(text).strip()
+    return int(text) if text.lstrip('-').isdigit() else text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,11 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--local_rank', '--local-rank', default=0, type=int, help=argparse.SUPPRESS)
 
     group = parser.add_argument_group('Scale Calibrated Training')
-    group.add_argument('--scales', metavar='SIZES', help='training resolutions, largest first: comma-separated '
-                       'sizes or a preset (sct_a, sct_dense, sct_fmnist); default: the pretrained tag\'s, else '
-                       'sct_fmnist for fmnist, else sct_a')
-    group.add_argument('--scale-weights', type=_floats, metavar='W', help='loss weight per scale (alpha_i), '
-                       'normalised to sum to one; default: 1/M each')
+    group.add_argument('--scales', action=ListAction, type=_size_or_preset, metavar='SIZE',
+                       help='training resolutions, largest first: sizes (space- or comma-separated, e.g. 64 32) or a '
+                            'preset (sct_a, sct_dense, sct_fmnist); default: the pretrained tag\'s, else sct_fmnist '
+                            'for fmnist, else sct_a')
+    group.add_argument('--scale-weights', action=ListAction, type=float, metavar='W', help='loss weight per scale '
+                       '(alpha_i), space- or comma-separated, normalised to sum to one; default: 1/M each')
     group.add_argument('--scale-interpolation', default='bilinear', choices=INTERPOLATION_MODES,
                        help='resize mode of the scale collection (default: bilinear, as the paper)')
     group.add_argument('--scale-antialias', action='store_true', help='antialias when downsizing the collection')
@@ -96,8 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--norm', choices=('sbn', 'bn'), help='sbn: scale-specific BN (SCT); bn: one shared BN '
                        '(the paper\'s vanilla-BN ablation; sct_* names train their plain timm model). '
                        'Default: sbn for sct_* models, bn otherwise')
-    group.add_argument('--val-sizes', type=_ints, default=[], metavar='SIZES',
-                       help='extra validation resolutions beyond the training scales')
+    group.add_argument('--val-sizes', action=ListAction, type=int, default=[], metavar='SIZE',
+                       help='extra validation resolutions beyond the training scales, space- or comma-separated')
+    group.add_argument('--scale-jitter', type=float, default=0.0, metavar='PROB',
+                       help='probability that a scale\'s batch is resized to a size drawn from the range S-BN maps to '
+                            'that scale instead of the scale itself, per scale and step (default: 0, exact scales)')
+    group.add_argument('--scale-jitter-dist', default='uniform', choices=JITTER_DISTRIBUTIONS,
+                       help='how jittered sizes are drawn from a scale\'s range: uniform, log_uniform (uniform in '
+                            'log size) or low (density falling linearly from the low end) (default: uniform)')
+    group.add_argument('--scale-distill', type=float, default=0.0, metavar='WEIGHT',
+                       help='weight of in-step distillation: every scale but the teacher also fits the teacher\'s '
+                            'detached soft predictions, loss = (1 - w) * CE + w * T^2 * KL (default: 0, off)')
+    group.add_argument('--scale-distill-temp', type=float, default=1.0, metavar='T',
+                       help='distillation temperature (default: 1)')
+    group.add_argument('--scale-distill-teacher', default='largest', choices=DISTILL_TEACHERS,
+                       help='largest: the largest scale\'s predictions; mean: the mean over scales (needs '
+                            '--scale-backward sum) (default: largest)')
 
     group = parser.add_argument_group('Optimizer')
     group.add_argument('--opt', default='sgd', metavar='OPTIMIZER')
@@ -139,9 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group('Augmentation and regularization')
     group.add_argument('--no-aug', action='store_true', help='disable all training augmentation')
     group.add_argument('--train-crop-mode', metavar='MODE', help='crop-mode in train')
-    group.add_argument('--scale', type=float, nargs=2, default=[0.08, 1.0], metavar='PCT',
+    group.add_argument('--scale', type=float, nargs='+', default=[0.08, 1.0], metavar='PCT',
                        help='random resized crop area range (timm\'s --scale; not the SCT scales)')
-    group.add_argument('--ratio', type=float, nargs=2, default=[3. / 4., 4. / 3.], metavar='RATIO')
+    group.add_argument('--ratio', type=float, nargs='+', default=[3. / 4., 4. / 3.], metavar='RATIO')
     group.add_argument('--hflip', type=float, default=0.5)
     group.add_argument('--vflip', type=float, default=0.)
     group.add_argument('--color-jitter', type=float, default=0.4, metavar='PCT')
@@ -201,6 +220,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.ArgumentP
     parser = build_parser()
     parser._add_container_actions(config_parser)
     known, remaining = config_parser.parse_known_args(argv)
+    config: Dict[str, Any] = {}
     if known.config:
         path = Path(known.config)
         if not path.is_file():
@@ -217,7 +237,27 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.ArgumentP
             parser.error(f'config file {path}: unknown option(s) {unknown}')
         parser.set_defaults(**config)
     args = parser.parse_args(remaining)
+    _normalize_lists(parser, args)
+    if args.data is not None and args.data_dir is not None and args.data != config.get('data') \
+            and args.data != args.data_dir:
+        # timm lets --data-dir win silently; here a stray value (a list flag's second item given after another
+        # flag, a typo) is never dropped
+        parser.exit(2, f'{parser.prog}: error: unexpected positional argument {args.data!r} (the data set is '
+                       f'--data-dir {args.data_dir}; list flags take space- or comma-separated values)\n')
+    if args.data_dir is None and args.data is not None:
+        args.data_dir = args.data  # the deprecated positional, as timm reads it
     return parser, args
+
+
+def _normalize_lists(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """List flags whose value came from a config (a YAML list, or a ``'64,32'`` string) get the command line's form."""
+    for action in parser._actions:
+        if isinstance(action, ListAction):
+            value = getattr(args, action.dest)
+            try:
+                setattr(args, action.dest, parse_list(value, action.item_type))
+            except (TypeError, ValueError):
+                parser.error(f'{action.option_strings[0]}: invalid value {value!r} in the config file')
 
 
 def args_to_yaml(args: argparse.Namespace, exclude: Sequence[str] = ()) -> str:

@@ -186,3 +186,16 @@ def test_torchrun_two_gloo_processes_end_with_identical_weights(tmp_path):
     report = json.loads((tmp_path / 'ddp' / 'rank_weights.json').read_text())
     assert report['world_size'] == 2 and report['identical'] and len(set(report['sha256'])) == 1
     assert len(_summary(tmp_path / 'ddp' / 'summary.csv')) == 2
+
+
+def test_initial_checkpoint_reads_plain_bn_weights_into_every_scale(tmp_path, capsys):
+    """--initial-checkpoint reads files as every sct-timm command does: plain-BN weights start each S-BN scale."""
+    plain = timm.create_model('resnet18', num_classes=10, in_chans=1)
+    torch.save({'state_dict': plain.state_dict(), 'epoch': 3}, tmp_path / 'plain.pth.tar')
+    assert _run([*TINY, '--epochs', '1', '--train-num-samples', '32', '--initial-checkpoint',
+                 tmp_path / 'plain.pth.tar', '--output', tmp_path, '--experiment', 'init']) == 0
+    assert _run([*TINY, '--epochs', '1', '--initial-checkpoint', _corrupt(tmp_path / 'bad.pth.tar'),
+                 '--output', tmp_path, '--experiment', 'bad']) == 2
+    err = capsys.readouterr().err
+    assert 'sct-train: error: ' in err and 'bad.pth.tar' in err and 'Traceback' not in err
+    assert not (tmp_path / 'bad').exists()

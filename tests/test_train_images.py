@@ -1,0 +1,49 @@
+"""sct-train on a plain ImageFolder whose files are not RGB: images are converted to the model's input channels."""
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sct_timm import train
+from sct_timm.datasets import image_mode_for
+
+_SPLITS = {'train': 8, 'validation': 2}  # images per class and split
+
+
+def _image_folder(root: Path, mode: str) -> Path:
+    """Two classes of 28x28 PNGs in PIL ``mode`` (``'L'``, ``'RGBA'`` or ``'P'``), in train/ and validation/."""
+    rng = np.random.default_rng(0)
+    for split, count in _SPLITS.items():
+        for label in ('a', 'b'):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
+                image = Image.fromarray(pixels).convert(mode)  # 'P' quantises to a palette, 'RGBA' adds alpha
+                image.save(folder / f'{i}.png')
+                assert Image.open(folder / f'{i}.png').mode == mode
+    return root
+
+
+@pytest.mark.parametrize('in_chans', [1, 3])
+@pytest.mark.parametrize('mode', ['L', 'RGBA', 'P'])
+def test_one_epoch_on_non_rgb_png_folder(mode, in_chans, tmp_path):
+    data = _image_folder(tmp_path / 'data', mode)
+    argv = ['--data-dir', data, '--model', 'sct_resnet18', '--num-classes', '2', '--scales', '64', '32',
+            '-b', '4', '-vb', '4', '-j', '0', '--epochs', '1', '--warmup-epochs', '0', '--log-interval', '1',
+            '--output', tmp_path / 'out', '--experiment', 'run']
+    if in_chans != 3:  # 3: the model's default, as the user who found the bug ran it
+        argv += ['--in-chans', in_chans]
+    assert train.main([str(a) for a in argv]) == 0
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        checkpoint = torch.load(tmp_path / 'out' / 'run' / 'last.pth.tar', map_location='cpu', weights_only=True)
+    args = vars(checkpoint['args'])
+    assert args['scales'] == [64, 32] and args['input_size'] == [in_chans, 64, 64]
+    assert len(args['mean']) == len(args['std']) == in_chans
+
+
+def test_image_mode_follows_input_channels():
+    assert (image_mode_for(1), image_mode_for(3), image_mode_for(4), image_mode_for(None)) == ('L', 'RGB', None, None)
