@@ -1,4 +1,4 @@
-"""Accuracy at a test resolution: timm's eval loader (training validates each scale with it too) and a loop.
+"""Accuracy at a test resolution: timm's eval loader and the one evaluation loop, shared by training and benchmarks.
 
 Test-time preprocessing is timm's: ``resolve_data_config`` + ``create_transform`` with the input size set to the test
 resolution, i.e. resize the shorter side to ``resolution / crop_pct`` and center-crop ``resolution`` (the model's
@@ -7,12 +7,12 @@ resolution, i.e. resize the shorter side to ``resolution / crop_pct`` and center
 import contextlib
 import logging
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Callable, ContextManager, Dict, Optional
 
 import torch
-import torch.nn.functional as F
+import torch.distributed as dist
 from timm.data import create_loader, resolve_data_config
-from timm.utils import accuracy
+from timm.task import ClassificationEvaluator, evaluation_sample_limit
 from tqdm.auto import tqdm
 
 __all__ = ['eval_data_config', 'create_eval_loader', 'evaluate']
@@ -58,49 +58,50 @@ def create_eval_loader(
     )
 
 
-@torch.inference_mode()
 def evaluate(
         model: torch.nn.Module,
         loader,
         device: 'torch.device | str' = 'cpu',
-        amp_dtype: Optional[torch.dtype] = None,
+        amp_autocast: Callable[[], ContextManager] = contextlib.nullcontext,
         channels_last: bool = False,
         max_batches: Optional[int] = None,
+        distributed: bool = False,
         desc: Optional[str] = None,
+        progress: bool = True,
 ) -> Dict[str, float]:
-    """Top-1/top-5 (percent), mean cross-entropy and sample count of ``model`` over ``loader``."""
+    """Top-1/top-5 (percent), mean cross-entropy, sample count and seconds of ``model`` over ``loader``.
+
+    The one evaluation loop: training validation (`sct_timm.train.validate_scales`) and ``sct-bench`` both call it,
+    so their numbers for one model and loader are the same numbers. Metrics are timm's `ClassificationEvaluator`;
+    with ``distributed=True`` every rank evaluates its shard (sampler padding discounted) and all ranks return the
+    reduced totals. ``amp_autocast`` is a context factory, as in timm's scripts.
+    """
     device = torch.device(device)
     model.eval()
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-    )
-    correct1 = correct5 = 0.0
-    loss_sum = 0.0
-    count = 0
+    evaluator = ClassificationEvaluator(device=device, max_samples=evaluation_sample_limit(loader))
     start = time.perf_counter()
-    for batch_idx, (inputs, targets) in enumerate(tqdm(loader, desc=desc, leave=False, disable=None)):
-        if max_batches is not None and batch_idx >= max_batches:
-            break
-        inputs = inputs.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
-        if channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            output = model(inputs)
-        output = output.float()
-        k = min(5, output.shape[-1])
-        acc1, acc5 = accuracy(output, targets, topk=(1, k))
-        n = targets.shape[0]
-        correct1 += acc1.item() * n / 100.0
-        correct5 += acc5.item() * n / 100.0
-        loss_sum += F.cross_entropy(output, targets, reduction='sum').item()
-        count += n
-    if count == 0:
+    with torch.no_grad():
+        for batch_idx, (inputs, targets) in enumerate(
+                tqdm(loader, desc=desc, leave=False, disable=None if progress else True)):
+            if max_batches is not None and batch_idx >= max_batches:
+                break
+            inputs = inputs.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            if channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with amp_autocast():
+                output = model(inputs)
+            evaluator.update(output, targets)
+    metrics = evaluator.compute(distributed=distributed)
+    count = torch.tensor(evaluator.num_samples, dtype=torch.int64, device=device)
+    if distributed:
+        dist.all_reduce(count)
+    if not count.item():
         raise ValueError('evaluation saw no samples: the dataset or loader is empty')
     return {
-        'top1': 100.0 * correct1 / count,
-        'top5': 100.0 * correct5 / count,
-        'loss': loss_sum / count,
-        'num_samples': count,
+        'top1': metrics['top1'],
+        'top5': metrics['top5'],
+        'loss': metrics['loss'],
+        'num_samples': int(count.item()),
         'seconds': time.perf_counter() - start,
     }

@@ -31,14 +31,13 @@ from timm.data import FastCollateMixup, Mixup, create_loader, resolve_data_confi
 from timm.models import safe_model_name
 from timm.optim import create_optimizer_v2, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
-from timm.task import ClassificationEvaluator, evaluation_sample_limit, load_task_ema_checkpoint, \
-    resume_task_checkpoint
+from timm.task import load_task_ema_checkpoint, resume_task_checkpoint
 from tqdm.auto import tqdm
 
 from .checkpoint import read_checkpoint
 from .convert import checkpoint_filter_fn, get_scales
 from .datasets import FMNIST_DIR, FMNIST_MEAN, FMNIST_STD, FMNIST_CLASSES, create_dataset, image_mode_for, is_fmnist
-from .evaluate import create_eval_loader, eval_data_config
+from .evaluate import create_eval_loader, eval_data_config, evaluate
 from .layers import is_sbn
 from .models import BASE_MODELS
 from .scales import DEFAULT_SCALES, SCT_FMNIST, resolve_scales
@@ -287,23 +286,16 @@ def validate_scales(
 ) -> Dict[str, float]:
     """Loss/top-1/top-5 at every resolution of ``loaders`` (``top1_<r>`` ...) and their means over ``train_scales``.
 
-    In a distributed run every rank evaluates its shard and timm's evaluator reduces the sums, so all ranks return
-    the same metrics.
+    Each resolution goes through `sct_timm.evaluate.evaluate`, the loop ``sct-bench`` uses too. In a distributed run
+    every rank evaluates its shard and the sums are reduced, so all ranks return the same metrics.
     """
-    model.eval()
     metrics: Dict[str, float] = OrderedDict()
-    per_resolution = {}
-    for resolution, loader in loaders.items():
-        evaluator = ClassificationEvaluator(device=device, max_samples=evaluation_sample_limit(loader))
-        for input, target in tqdm(loader, desc=f'{desc} @{resolution}', leave=False,
-                                  disable=not utils.is_primary(args) or None):
-            input, target = input.to(device), target.to(device)
-            if args.channels_last:
-                input = input.contiguous(memory_format=torch.channels_last)
-            with amp_autocast():
-                output = model(input)
-            evaluator.update(output, target)
-        per_resolution[resolution] = evaluator.compute(distributed=args.distributed)
+    per_resolution = {
+        resolution: evaluate(model, loader, device, amp_autocast=amp_autocast, channels_last=args.channels_last,
+                             distributed=args.distributed, desc=f'{desc} @{resolution}',
+                             progress=utils.is_primary(args))
+        for resolution, loader in loaders.items()
+    }
     scales = [s for s in train_scales if s in per_resolution] or list(per_resolution)
     for name in ('loss', 'top1', 'top5'):
         metrics[name] = sum(per_resolution[s][name] for s in scales) / len(scales)

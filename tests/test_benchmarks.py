@@ -14,7 +14,7 @@ import safetensors.torch
 import timm
 import torch
 
-from sct_timm import overhead, sweep
+from sct_timm.bench import models, overhead, overhead_cli, plots, results, sweep_cli
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_TIMING = [
@@ -22,19 +22,19 @@ FAST_TIMING = [
 ]
 ROW_TYPES = {
     'model': str, 'dataset': str, 'resolution': int, 'top1': float, 'top5': float, 'num_samples': int,
-    'latency_ms_p50': float, 'latency_ms_p90': float, 'throughput': float, 'gflops': float,
+    'latency_ms_p50': float, 'latency_ms_p90': float, 'throughput': float, 'gmacs': float,
 }
 ENV_KEYS = {'torch', 'timm', 'sct_timm', 'device', 'threads', 'platform', 'cpu'}
 
 
 def _sweep(tmp_path: Path, *argv: str) -> Path:
     out = tmp_path / 'bench'
-    assert sweep.main([*argv, '--num-samples', '64', '-b', '32', *FAST_TIMING, '--output', str(out)]) == 0
+    assert sweep_cli.main([*argv, '--num-samples', '64', '-b', '32', *FAST_TIMING, '--output', str(out)]) == 0
     return out
 
 
 def _check_results(out: Path, rows_expected: int) -> dict:
-    doc = json.loads((out / sweep.RESULTS_JSON).read_text())
+    doc = json.loads((out / results.RESULTS_JSON).read_text())
     assert set(doc) == {'environment', 'config', 'results'}
     assert ENV_KEYS <= set(doc['environment'])
     assert doc['config']['status'] == 'complete'
@@ -44,10 +44,10 @@ def _check_results(out: Path, rows_expected: int) -> dict:
             assert isinstance(row[key], kind), (key, row[key])
         assert 0.0 <= row['top1'] <= row['top5'] <= 100.0
         assert row['latency_ms_p50'] <= row['latency_ms_p90']
-    with open(out / sweep.RESULTS_CSV, newline='') as f:
+    with open(out / results.RESULTS_CSV, newline='') as f:
         assert len(list(csv.DictReader(f))) == rows_expected
-    assert '| Model |' in (out / sweep.RESULTS_MD).read_text()
-    for name in (sweep.PLOT_RESOLUTION, sweep.PLOT_LATENCY):
+    assert '| Model |' in (out / results.RESULTS_MD).read_text()
+    for name in (plots.PLOT_RESOLUTION, plots.PLOT_LATENCY):
         assert (out / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     return doc
 
@@ -60,7 +60,7 @@ def test_sweep_sct_vs_plain(tmp_path):
     assert rows['sct_resnet18', 32]['scales'] == [64, 32] and rows['sct_resnet18', 32]['train_scale'] is True
     assert rows['resnet18', 64]['scales'] is None
     # same seed, same conv weights: the GMACs and (random-init) predictions of SCT and plain models agree
-    assert rows['sct_resnet18', 64]['gflops'] == pytest.approx(rows['resnet18', 64]['gflops'])
+    assert rows['sct_resnet18', 64]['gmacs'] == pytest.approx(rows['resnet18', 64]['gmacs'])
     assert rows['sct_resnet18', 64]['top1'] == rows['resnet18', 64]['top1']
     assert rows['resnet18', 64]['mean'] == [0.286]  # Fashion-MNIST normalisation for a 1-channel model
 
@@ -93,9 +93,7 @@ def test_sweep_checkpoints(tmp_path):
 def test_sweep_bad_input(tmp_path, capsys, argv, message):
     (tmp_path / 'empty').mkdir()
     argv = [a.replace('{empty}', str(tmp_path / 'empty')) for a in argv]
-    with pytest.raises(SystemExit) as exc:
-        sweep.main([*argv, '--resolutions', '32', '--output', str(tmp_path / 'out')])
-    assert exc.value.code == 2
+    assert sweep_cli.main([*argv, '--resolutions', '32', '--output', str(tmp_path / 'out')]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith('sct-bench: error:')]
     assert len(err) == 1 and message in err[0]
 
@@ -103,37 +101,35 @@ def test_sweep_bad_input(tmp_path, capsys, argv, message):
 def test_sweep_keeps_partial_results(tmp_path, capsys):
     """The plain model serves 16 px; the SCT model cannot, and its error must not lose the rows already measured."""
     out = tmp_path / 'bench'
-    with pytest.raises(SystemExit) as exc:
-        sweep.main([
-            '--model', 'resnet18', '--model', 'sct_resnet18', '--scales', '64,32', '--resolutions', '16,32',
-            '--num-samples', '16', *FAST_TIMING, '--output', str(out),
-        ])
-    assert exc.value.code == 2
+    assert sweep_cli.main([
+        '--model', 'resnet18', '--model', 'sct_resnet18', '--scales', '64,32', '--resolutions', '16,32',
+        '--num-samples', '16', *FAST_TIMING, '--output', str(out),
+    ]) == 2
     assert 'sct-bench: error: sct_resnet18: test resolution 16 px is below' in capsys.readouterr().err
-    doc = json.loads((out / sweep.RESULTS_JSON).read_text())
+    doc = json.loads((out / results.RESULTS_JSON).read_text())
     assert [r['resolution'] for r in doc['results']] == [16, 32]
     assert doc['config']['status'].startswith('error:')
-    assert 'Incomplete run' in (out / sweep.RESULTS_MD).read_text()
+    assert 'Incomplete run' in (out / results.RESULTS_MD).read_text()
 
 
 def test_parse_model_spec():
-    assert sweep.parse_model_spec('sct_resnet18') == sweep.ModelSpec('sct_resnet18', None, 'sct_resnet18')
-    assert sweep.parse_model_spec('resnet18=a/b.pth').checkpoint == 'a/b.pth'
-    assert sweep.parse_model_spec('resnet18:a/b.pth').checkpoint == 'a/b.pth'
-    spec = sweep.parse_model_spec('local-dir:/tmp/sct_resnet18.scta_fmnist')
+    assert models.parse_model_spec('sct_resnet18') == models.ModelSpec('sct_resnet18', None, 'sct_resnet18')
+    assert models.parse_model_spec('resnet18=a/b.pth').checkpoint == 'a/b.pth'
+    assert models.parse_model_spec('resnet18:a/b.pth').checkpoint == 'a/b.pth'
+    spec = models.parse_model_spec('local-dir:/tmp/sct_resnet18.scta_fmnist')
     assert (spec.name, spec.checkpoint, spec.label) == (
         'local-dir:/tmp/sct_resnet18.scta_fmnist', None, 'sct_resnet18.scta_fmnist')
-    assert sweep._pareto_front([(1, 50), (2, 40), (3, 70), (4, 60)]) == [(1, 50), (3, 70)]
+    assert plots.pareto_front([(1, 50), (2, 40), (3, 70), (4, 60)]) == [(1, 50), (3, 70)]
 
 
 def test_overhead_reduced(tmp_path, capsys):
     out = tmp_path / 'overhead'
-    assert overhead.main([
+    assert overhead_cli.main([
         '--models', 'sct_resnet18', '--scales', '64,32', '--resolutions', '32,64', '--batch-sizes', '1,2',
         '--rounds', '2', '--warmup', '1', '--block-ms', '1', '--train-scales', '64,32', '--train-batch-size', '2',
         '--train-rounds', '2', '--num-classes', '10', '--in-chans', '1', '--output', str(out),
     ]) == 0
-    doc = json.loads((out / overhead.OVERHEAD_JSON).read_text())
+    doc = json.loads((out / results.OVERHEAD_JSON).read_text())
     assert doc['config']['status'] == 'complete' and ENV_KEYS <= set(doc['environment'])
     assert [(r['resolution'], r['batch_size']) for r in doc['inference']] == [(32, 1), (32, 2), (64, 1), (64, 2)]
     for row in doc['inference']:
@@ -143,13 +139,11 @@ def test_overhead_reduced(tmp_path, capsys):
     assert train['scales'] == [64, 32] and 0 < train['resize_share'] < 1 and train['ratio_sct_vs_plain_steps'] > 0
     assert len(train['round_ms']['sct']) == 2 and train['ratio_sct_per_scale_backward_vs_plain_steps'] > 0
     printed = capsys.readouterr().out
-    assert '| SCT model |' in printed and printed.strip() == (out / overhead.OVERHEAD_MD).read_text().strip()
+    assert '| SCT model |' in printed and printed.strip() == (out / results.OVERHEAD_MD).read_text().strip()
 
 
 def test_overhead_bad_model(capsys, tmp_path):
-    with pytest.raises(SystemExit) as exc:
-        overhead.main(['--models', 'sct_resnet19', '--output', str(tmp_path)])
-    assert exc.value.code == 2
+    assert overhead_cli.main(['--models', 'sct_resnet19', '--output', str(tmp_path)]) == 2
     assert 'sct-overhead: error: no plain timm model known for' in capsys.readouterr().err
 
 

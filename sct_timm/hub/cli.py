@@ -6,12 +6,12 @@ one ``sct-hub: error: ...`` line on stderr and exit status 2, like argparse's ow
 import argparse
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 from huggingface_hub import constants as hf_constants
 from tqdm.auto import tqdm
 
-from ..utils import CLIError, cli_main, setup_logging
+from ..utils import CLIError, ListAction, cli_main, setup_logging
 from .cards import write_model_cards
 from .files import HUB_ORG, STORAGE_DTYPES, find_staged
 from .hf_cache import mirror
@@ -27,13 +27,6 @@ PROG = 'sct-hub'
 _logger = logging.getLogger(__name__)
 
 
-def _floats(text: str) -> Tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(',') if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected comma-separated numbers, got {text!r}') from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description='Stage, verify, mirror and publish SCT weights as timm Hugging Face Hub repos.')
@@ -43,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('checkpoint', help='timm training checkpoint (.pth.tar/.pth) or .safetensors state dict')
     p.add_argument('--tag', required=True, help='pretrained tag; the repo is <org>/<arch>.<tag>')
     p.add_argument('--model', dest='model_name', help="SCT architecture (default: the checkpoint's arch)")
-    p.add_argument('--scales', help="training scales, e.g. 64,32 or a preset (default: the checkpoint's args)")
+    p.add_argument('--scales', action=ListAction, help="training scales, e.g. 64 32, 64,32 or a preset (default: the "
+                   "checkpoint's args)")
     p.add_argument('--dataset', help="training data set (default: the checkpoint's args, else the results rows)")
     p.add_argument('--results', help='sct-bench results JSON for the accuracy table')
     p.add_argument('--results-model', help='which "model" rows of --results describe these weights')
@@ -55,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--hub-dir', default='hub', help='parent of staged folders (default hub)')
     p.add_argument('--output', help='folder to write (default <hub-dir>/<arch>.<tag>)')
     p.add_argument('--img-size', type=int, help='default input size of the data config')
-    p.add_argument('--mean', type=_floats, help='normalisation mean, comma-separated')
-    p.add_argument('--std', type=_floats, help='normalisation std, comma-separated')
+    p.add_argument('--mean', action=ListAction, type=float, help='normalisation mean, space- or comma-separated')
+    p.add_argument('--std', action=ListAction, type=float, help='normalisation std, space- or comma-separated')
     p.add_argument('--crop-pct', type=float, help='eval crop fraction')
     p.add_argument('--interpolation', help='eval resize interpolation')
     p.add_argument('--force', action='store_true', help='replace an existing folder')

@@ -7,9 +7,14 @@ from typing import Any, Callable, List, Optional, Sequence
 
 from timm.utils import FormatterNoInfo
 
-__all__ = ['CLIError', 'EXIT_USER_ERROR', 'one_line', 'setup_logging', 'cli_main', 'parse_list', 'ListAction']
+__all__ = [
+    'CLIError', 'EXIT_USER_ERROR', 'USER_ERRORS', 'one_line', 'setup_logging', 'cli_main', 'parse_list', 'ListAction',
+]
 
 EXIT_USER_ERROR = 2  # argparse's status for bad usage; every command uses it for bad input too
+USER_ERRORS = (ValueError, TypeError, RuntimeError, OSError, KeyError, IndexError)
+"""Exceptions that, raised while building a model or reading data for a command, mean bad input or an unsupported
+setting rather than a bug: commands turn them into a one-line `CLIError` that names what failed."""
 
 
 class CLIError(Exception):

@@ -1,0 +1,164 @@
+"""Resolution sweep (``sct-bench``): accuracy, latency, throughput and GMACs of timm models per test resolution.
+
+The question SCT (Yu et al., arXiv:1909.00182) answers is what one network gives at each test resolution, and what
+each resolution costs. The sweep measures both for any mix of SCT and plain timm models on one data set, so an SCT
+model is always compared with plain timm baselines under the same preprocessing, device and settings:
+
+* accuracy: timm's eval transform at each resolution (``resolve_data_config`` + ``create_transform``: resize the
+  shorter side to ``r / crop_pct``, center-crop ``r``, the model's interpolation and mean/std), through
+  `sct_timm.evaluate.evaluate`, the loop training validation uses too;
+* latency at batch 1 (median and p90 of repeated timed runs after warm-up) and throughput at a batch size, on random
+  input of the test size, under the same autocast / channels_last / ``torch.compile`` settings;
+* GMACs: multiply-adds per image (`count_gmacs`), timm's GMACs and the "FLOPs" of the ResNet and SCT papers
+  (ResNet-18 at 224 px: 1.81), in the results field ``gmacs``.
+
+Rows go to a `ResultsWriter` after every measurement, so an error or Ctrl-C keeps what was measured.
+"""
+import argparse
+import logging
+from functools import partial
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import torch
+from tqdm.auto import tqdm
+
+from ..convert import get_network_stride, get_scales, sbn_layers
+from ..evaluate import create_eval_loader, eval_data_config, evaluate
+from ..scales import resolve_scales
+from ..utils import USER_ERRORS, CLIError, one_line
+from .models import ModelSpec, create_bench_model, data_overrides, model_in_chans
+from .results import ResultsWriter
+from .timing import autocast_context, count_gmacs, measure_latency, measure_throughput
+
+__all__ = ['GMACS_UNIT', 'resolve_scales_arg', 'measure_resolution', 'run_sweep']
+
+_logger = logging.getLogger(__name__)
+
+GMACS_UNIT = 'GMACs: multiply-adds per image (torch FlopCounterMode FLOPs / 2), as timm reports'
+
+
+def resolve_scales_arg(text: str) -> Tuple[int, ...]:
+    """``--scales``: a preset name or sizes; a bad value is a `CLIError` naming the flag."""
+    try:
+        return resolve_scales(text)
+    except ValueError as e:
+        raise CLIError(f'--scales: {one_line(e)}') from None
+
+
+def measure_resolution(
+        model: torch.nn.Module,
+        timed_model: torch.nn.Module,
+        dataset,
+        spec: ModelSpec,
+        resolution: int,
+        device: torch.device,
+        amp_dtype: Optional[torch.dtype],
+        args: argparse.Namespace,
+) -> Dict[str, Any]:
+    """Accuracy, GMACs, latency and throughput of one model at one resolution: the measured fields of a row.
+
+    ``model`` is the eager model (GMACs are counted on it); ``timed_model`` may be its ``torch.compile`` twin.
+    """
+    in_chans = model_in_chans(model)
+    overrides = {k: getattr(args, k) for k in ('mean', 'std', 'crop_pct', 'interpolation')}
+    data_config = eval_data_config(model, resolution, **data_overrides(model, args.dataset, overrides))
+    if len(data_config['mean']) != in_chans or len(data_config['std']) != in_chans:
+        raise CLIError(
+            f"{spec.label}: mean {data_config['mean']} / std {data_config['std']} do not match its {in_chans} input "
+            f'channels (pass --mean/--std or --model-kwargs in_chans=...)')
+    gmacs = None if args.no_gmacs else count_gmacs(model, in_chans, resolution, device)
+    loader = create_eval_loader(dataset, data_config, args.batch_size, args.workers, device)
+    metrics = evaluate(
+        timed_model, loader, device, amp_autocast=partial(autocast_context, device, amp_dtype),
+        channels_last=args.channels_last, max_batches=args.max_batches, desc=f'{spec.label} @ {resolution}px')
+    del loader
+    p50 = p90 = throughput = None
+    if args.latency_runs:
+        p50, p90 = measure_latency(
+            timed_model, in_chans, resolution, device, args.latency_runs, args.warmup, amp_dtype, args.channels_last)
+    if args.throughput_batch_size:
+        throughput = measure_throughput(
+            timed_model, in_chans, resolution, args.throughput_batch_size, device, args.throughput_runs,
+            min(args.warmup, 3), amp_dtype, args.channels_last)
+    return {
+        'top1': metrics['top1'], 'top5': metrics['top5'], 'num_samples': int(metrics['num_samples']),
+        'latency_ms_p50': p50, 'latency_ms_p90': p90, 'throughput': throughput, 'gmacs': gmacs,
+        'loss': metrics['loss'], 'eval_seconds': metrics['seconds'],
+        'throughput_batch_size': args.throughput_batch_size or None,
+        'crop_pct': data_config['crop_pct'], 'interpolation': data_config['interpolation'],
+        'mean': list(data_config['mean']), 'std': list(data_config['std']),
+    }
+
+
+def _build(spec: ModelSpec, dataset, args: argparse.Namespace) -> Tuple[torch.nn.Module, str]:
+    """``spec``'s model, checked against the data set and the test resolutions before anything is measured."""
+    scales = list(resolve_scales_arg(args.scales)) if args.scales else None
+    try:
+        model, weights = create_bench_model(
+            spec, args.dataset, args.model_kwargs, scales, pretrained=args.pretrained, use_ema=args.use_ema)
+    except (CLIError, *USER_ERRORS) as e:
+        hint = ' (give its training scales with --scales)' if 'scales' in str(e) and not args.scales else ''
+        raise CLIError(f'cannot build model {spec.label!r} ({spec.name}): {one_line(e)}{hint}') from e
+    num_classes, dataset_classes = getattr(model, 'num_classes', None), getattr(dataset, 'classes', None)
+    if isinstance(num_classes, int) and dataset_classes is not None and 0 < num_classes < len(dataset_classes):
+        raise CLIError(
+            f'{spec.label} has {num_classes} classes but data set {args.dataset!r} has {len(dataset_classes)} '
+            f'(set num_classes with --model-kwargs or use a matching checkpoint)')
+    if sbn_layers(model):
+        stride = get_network_stride(model)
+        too_small = [r for r in args.resolutions if r < stride]
+        if too_small:
+            raise CLIError(
+                f'{spec.label}: test resolution {too_small[0]} px is below its network stride of {stride} px, '
+                f'the smallest input it serves')
+    return model, weights
+
+
+def run_sweep(
+        args: argparse.Namespace,
+        specs: Sequence[ModelSpec],
+        dataset,
+        device: torch.device,
+        amp_dtype: Optional[torch.dtype],
+        writer: ResultsWriter,
+) -> None:
+    """Measure every (model, resolution) pair, handing each row to ``writer`` as soon as it exists.
+
+    ``args`` carries ``sct-bench``'s settings (`sct_timm.bench.sweep_cli.build_parser` documents them).
+    """
+    progress = tqdm(total=len(specs) * len(args.resolutions), desc='sweep', unit='point', disable=None)
+    for spec in specs:
+        torch.manual_seed(args.seed)
+        model, weights = _build(spec, dataset, args)
+        model_scales = list(get_scales(model)) if sbn_layers(model) else None
+        model.to(device)
+        if args.channels_last:
+            model.to(memory_format=torch.channels_last)
+        timed_model = model
+        if args.torchcompile:
+            timed_model = torch.compile(model, backend=args.torchcompile, mode=args.torchcompile_mode)
+        num_params = sum(p.numel() for p in model.parameters())
+        _logger.info(
+            f'{spec.label}: {spec.name}, {weights}, {num_params / 1e6:.2f}M params'
+            + (f', scales {tuple(model_scales)}' if model_scales else ''))
+        for resolution in args.resolutions:
+            try:
+                measured = measure_resolution(model, timed_model, dataset, spec, resolution, device, amp_dtype, args)
+            except USER_ERRORS as e:
+                raise CLIError(f'{spec.label} at {resolution} px: {one_line(e)}') from e
+            row = {
+                'model': spec.label, 'checkpoint': spec.checkpoint, 'dataset': args.dataset, 'resolution': resolution,
+                **measured,
+                'model_name': spec.name, 'architecture': model.pretrained_cfg.get('architecture', spec.name),
+                'weights': weights,
+                'scales': model_scales, 'train_scale': resolution in model_scales if model_scales else None,
+                'param_count': num_params,
+            }
+            writer.add(row)
+            progress.update()
+            _logger.info(
+                f"{spec.label} @ {resolution}px: top1 {row['top1']:.2f} top5 {row['top5']:.2f}"
+                + (f", {row['latency_ms_p50']:.2f} ms" if row['latency_ms_p50'] is not None else '')
+                + (f", {row['throughput']:.1f} img/s" if row['throughput'] is not None else ''))
+        del model, timed_model
+    progress.close()
