@@ -125,7 +125,7 @@ def test_parse_model_spec():
 def test_overhead_reduced(tmp_path, capsys):
     out = tmp_path / 'overhead'
     assert overhead_cli.main([
-        '--models', 'sct_resnet18', '--scales', '64,32', '--resolutions', '32,64', '--batch-sizes', '1,2',
+        '--models', 'sct_resnet18', '--scales', '64', '32', '--resolutions', '32,64', '--batch-sizes', '1,2',
         '--rounds', '2', '--warmup', '1', '--block-ms', '1', '--train-scales', '64,32', '--train-batch-size', '2',
         '--train-rounds', '2', '--num-classes', '10', '--in-chans', '1', '--output', str(out),
     ]) == 0
@@ -138,6 +138,7 @@ def test_overhead_reduced(tmp_path, capsys):
     (train,) = doc['training']
     assert train['scales'] == [64, 32] and 0 < train['resize_share'] < 1 and train['ratio_sct_vs_plain_steps'] > 0
     assert len(train['round_ms']['sct']) == 2 and train['ratio_sct_per_scale_backward_vs_plain_steps'] > 0
+    assert train['jitter_prob'] == 0.5 and train['ratio_jitter_vs_exact'] > 0 and 0 < train['jitter_draw_share'] < 1
     printed = capsys.readouterr().out
     assert '| SCT model |' in printed and printed.strip() == (out / results.OVERHEAD_MD).read_text().strip()
 

@@ -17,7 +17,9 @@ Training, per architecture (train mode, SGD): one SCT step of the trainer's task
 batch to all M scales, forward each, weighted cross-entropy, one optimiser step; with one backward of the summed loss,
 and with the trainer's default of one backward per scale) against the M single-scale steps it replaces, each alone
 on a batch already at its scale, for the plain timm model and for the S-BN model at one
-scale; and the share of the SCT step spent resizing (`resize_to_scales` alone).
+scale; the share of the SCT step spent resizing (`resize_to_scales` alone); and the default step with size jitter
+(each scale's batch drawn from its range with probability ``jitter_prob``, seeded) against the same step at the exact
+scales, with the cost of the draws alone.
 """
 import logging
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -155,10 +157,11 @@ def sct_train_step(
     return loss.detach()
 
 
-def sct_task(model: torch.nn.Module, scales: Sequence[int], weights: Optional[Sequence[float]] = None):
-    """The trainer's task with plain cross-entropy (no label smoothing), as the single-scale steps use."""
+def sct_task(model: torch.nn.Module, scales: Sequence[int], weights: Optional[Sequence[float]] = None, **levers):
+    """The trainer's task with plain cross-entropy (no label smoothing), as the single-scale steps use; ``levers``
+    are `SCTClassificationTask`'s jitter and distillation options."""
     return SCTClassificationTask(model, scales, scale_weights=weights, criterion=torch.nn.CrossEntropyLoss(),
-                                 verbose=False)
+                                 verbose=False, **levers)
 
 
 def single_scale_train_step(
@@ -187,8 +190,11 @@ def measure_training(
         in_chans: int = 3,
         seed: int = 0,
         lr: float = 1e-3,
+        jitter_prob: float = 0.5,
+        jitter_dist: str = 'uniform',
 ) -> Dict[str, Any]:
-    """One SCT step vs the sum of M single-scale steps (plain timm, and S-BN at one scale), and the resize share."""
+    """One SCT step vs the sum of M single-scale steps (plain timm, and S-BN at one scale), the resize share, and
+    the default step with size jitter vs without."""
     scales = tuple(scales)
     torch.manual_seed(seed)
     sct = timm.create_model(sct_name, scales=scales, num_classes=num_classes, in_chans=in_chans).to(device).train()
@@ -202,10 +208,14 @@ def measure_training(
     targets = torch.randint(0, num_classes, (batch_size,), generator=gen).to(device)
     per_scale = resize_to_scales(inputs, scales)
     task = sct_task(sct, scales)
+    jitter_task = sct_task(sct, scales, jitter_prob=jitter_prob, jitter_dist=jitter_dist)
+    torch.manual_seed(seed)  # the jittered sizes: the same draws on every run
 
     fns: Dict[str, Callable[[], Any]] = {
         'sct': lambda: sct_train_step(task, opt_sct, inputs, targets),
         'sct_per_scale': lambda: sct_train_step(task, opt_sct, inputs, targets, backward='per_scale'),
+        'sct_jitter': lambda: sct_train_step(jitter_task, opt_sct, inputs, targets, backward='per_scale'),
+        'jitter_draw': jitter_task.step_sizes,
         'resize': lambda: resize_to_scales(inputs, scales),
     }
     for s, x in zip(scales, per_scale):
@@ -228,6 +238,11 @@ def measure_training(
         'ratio_sct_per_scale_backward_vs_plain_steps': median(
             [a / b for a, b in zip(times['sct_per_scale'], plain_sum)]),
         'resize_share': median([a / b for a, b in zip(times['resize'], times['sct'])]),
+        'jitter_prob': jitter_prob,
+        'jitter_dist': jitter_dist,
+        'ms_sct_step_jitter': median(times['sct_jitter']) * 1e3,
+        'ratio_jitter_vs_exact': median([a / b for a, b in zip(times['sct_jitter'], times['sct_per_scale'])]),
+        'jitter_draw_share': median([a / b for a, b in zip(times['jitter_draw'], times['sct_per_scale'])]),
         'rounds': rounds,
         'round_ms': round_ms(times),
     }

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..models import BASE_MODELS
+from ..scale_collection import JITTER_DISTRIBUTIONS
 from ..scales import resolve_scales
 from ..utils import USER_ERRORS, CLIError, ListAction, cli_main, one_line, setup_logging
 from .environment import collect_environment, resolve_device
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help='folder for overhead.json / overhead.md (default: output/sct-overhead)')
 
     group = parser.add_argument_group('Inference')
-    group.add_argument('--scales', default='sct_a', help='scales of the SCT models (default: sct_a)')
+    group.add_argument('--scales', action=ListAction, default='sct_a',
+                       help='scales of the SCT models, space- or comma-separated, or a preset (default: sct_a)')
     group.add_argument('--resolutions', action=ListAction, type=int, default=[224, 128, 64], metavar='R',
                        help='resolutions, comma or space separated (default: 224,128,64)')
     group.add_argument('--batch-sizes', action=ListAction, type=int, default=[1, 32], metavar='B',
@@ -68,10 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help='minimum timed block per variant and round, in ms (default: 100)')
 
     group = parser.add_argument_group('Training')
-    group.add_argument('--train-scales', default='128,96,64',
+    group.add_argument('--train-scales', action=ListAction, default='128,96,64',
                        help='scale collection for the training-step comparison (default: 128,96,64)')
     group.add_argument('--train-batch-size', type=int, default=16, help='training batch size (default: 16)')
     group.add_argument('--train-rounds', type=int, default=7, help='interleaved training rounds (default: 7)')
+    group.add_argument('--train-jitter', type=float, default=0.5, metavar='PROB',
+                       help='size-jitter probability of the jittered step (default: 0.5)')
+    group.add_argument('--train-jitter-dist', default='uniform', choices=JITTER_DISTRIBUTIONS,
+                       help='size-jitter draw of the jittered step (default: uniform)')
     group.add_argument('--no-train', action='store_true', help='skip the training-step comparison (default: run)')
     return parser
 
@@ -120,7 +126,8 @@ def _measure(
             try:
                 row = measure_training(
                     sct_name, base, cfg['train_scales'], args.train_batch_size, device, args.train_rounds,
-                    num_classes=args.num_classes, in_chans=args.in_chans, seed=args.seed)
+                    num_classes=args.num_classes, in_chans=args.in_chans, seed=args.seed,
+                    jitter_prob=args.train_jitter, jitter_dist=args.train_jitter_dist)
             except USER_ERRORS as e:
                 raise CLIError(f'{sct_name} training step: {one_line(e)}') from e
             doc['training'].append(row)
@@ -128,7 +135,7 @@ def _measure(
             _logger.info(
                 f"{sct_name} train {cfg['train_scales']} b{args.train_batch_size}: SCT step "
                 f"x{row['ratio_sct_vs_plain_steps']:.3f} of the plain steps, resize "
-                f"{100 * row['resize_share']:.1f}%")
+                f"{100 * row['resize_share']:.1f}%, jitter x{row['ratio_jitter_vs_exact']:.3f} of the exact step")
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:

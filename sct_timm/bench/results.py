@@ -175,6 +175,9 @@ _TRAINING_COLUMNS: Tuple[Column, ...] = (
     ('ratio_sct_per_scale_backward_vs_plain_steps', 'That / plain steps', 3),
     ('ms_resize', 'Resize (ms)', 2),
     ('resize_share_pct', 'Resize share (%)', 2),
+    ('ms_sct_step_jitter', 'Step with size jitter (ms)', 1),
+    ('ratio_jitter_vs_exact', 'Jitter / exact step', 3),
+    ('jitter_draw_share_pct', 'Draw share (%)', 3),
 )
 
 
@@ -207,7 +210,8 @@ def overhead_markdown(doc: Dict[str, Any]) -> str:
         '',
     ]
     training = [
-        {**r, 'scales_text': ', '.join(map(str, r['scales'])), 'resize_share_pct': 100 * r['resize_share']}
+        {**r, 'scales_text': ', '.join(map(str, r['scales'])), 'resize_share_pct': 100 * r['resize_share'],
+         'jitter_draw_share_pct': 100 * r['jitter_draw_share'] if 'jitter_draw_share' in r else None}
         for r in doc['training']
     ]
     lines += [markdown_table(training, _TRAINING_COLUMNS) if training else '(not measured)', '']
