@@ -74,8 +74,7 @@ def run(args: argparse.Namespace) -> Path:
         raise CLIError('no data: give --data-dir (or --dataset fmnist)')
     in_chans = model.in_chans if isinstance(getattr(model, 'in_chans', None), int) else 3
     try:
-        kwargs = {} if is_fmnist(dataset) else dict(input_img_mode=image_mode_for(in_chans))
-        data = create_dataset(dataset, root=root, split=args.split, **kwargs)
+        data = create_dataset(dataset, root=root, split=args.split, input_img_mode=image_mode_for(in_chans))
     except (OSError, ValueError, RuntimeError) as e:
         raise CLIError(f'cannot open data set {dataset!r} at {root}: {one_line(e)}') from None
     overrides = {k: run_args[k] for k in ('mean', 'std') if run_args.get(k)}

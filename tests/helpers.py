@@ -5,21 +5,12 @@ import timm
 import torch
 
 from sct_timm import is_sbn
+from sct_timm.bench.overhead import distinct_scale_stats
 from sct_timm.models import BASE_MODELS
 
 
-def randomize_scales(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every scale of every S-BN layer its own statistics and affine values, so a wrong pick shows."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if is_sbn(m):
-                n = m.running_mean.numel()
-                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=gen) * 0.5 + 0.75)
-                m.weight.copy_(torch.rand(n, generator=gen) * 0.5 + 0.75)
-                m.bias.copy_(torch.randn(n, generator=gen) * 0.1)
-    return model
+# every scale of every S-BN layer with its own statistics and affine values, so a wrong pick shows
+randomize_scales = distinct_scale_stats
 
 
 def plain_state_dict_for_scale(model: torch.nn.Module, index: int) -> Dict[str, torch.Tensor]:
