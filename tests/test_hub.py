@@ -65,10 +65,10 @@ def trained(tmp_path_factory):
                 'metric': 91.2, 'args': args}, checkpoint)
     rows = [{'model': ARCH, 'checkpoint': checkpoint.name, 'dataset': 'fmnist', 'resolution': r, 'top1': top1,
              'top5': 99.5, 'num_samples': 1000, 'latency_ms_p50': 1.25, 'latency_ms_p90': None, 'throughput': None,
-             'gflops': None} for r, top1 in TOP1.items()]
+             'gmacs': None} for r, top1 in TOP1.items()]
     rows.append({'model': 'resnet18', 'checkpoint': None, 'dataset': 'fmnist', 'resolution': 64, 'top1': 12.34,
                  'top5': 50.0, 'num_samples': 1000, 'latency_ms_p50': None, 'latency_ms_p90': None,
-                 'throughput': None, 'gflops': None})
+                 'throughput': None, 'gmacs': None})
     results = root / 'bench.json'
     results.write_text(json.dumps({'environment': {'torch': torch.__version__, 'timm': timm.__version__,
                                                    'device': 'cpu', 'threads': 2},
