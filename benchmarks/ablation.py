@@ -50,9 +50,24 @@ ROWS: Dict[str, tuple] = {
     'sct_weights': (SCT_CONFIG, sct_flags(weights='2,1'), 42),
     'sct_s43': (SCT_CONFIG, sct_flags(), 43),
     'sct3_jitter_distill_s43': (SCT_CONFIG, sct_flags('64,48,32', jitter=0.5, distill=0.5), 43),
+    'sct3_jitter_s43': (SCT_CONFIG, sct_flags('64,48,32', jitter=0.5), 43),
     'sct3_jitter_low': (SCT_CONFIG, sct_flags('64,48,32', jitter=0.5, dist='low'), 42),
     'sct3': (SCT_CONFIG, sct_flags('64,48,32'), 42),
 }
+# name -> (trained row, --scale-jitter of the draw): the trained row's final weights with every scale's statistics
+# re-estimated by sct-calibrate (post-training calibration, no training)
+CALIBRATED: Dict[str, tuple] = {
+    'sct_calib': ('sct', 0.5),
+}
+ALL_ROWS = [*ROWS, *CALIBRATED]
+
+
+def _flags(name: str) -> List[str]:
+    return ROWS[CALIBRATED[name][0] if name in CALIBRATED else name][1]
+
+
+def _seed(name: str) -> int:
+    return ROWS[CALIBRATED[name][0] if name in CALIBRATED else name][2]
 
 
 def _run(cmd: Sequence[str], log: Path) -> None:
@@ -72,7 +87,24 @@ def _epochs_done(run_dir: Path) -> int:
         return sum(1 for _ in csv.DictReader(f))
 
 
+def calibrate_row(name: str, args: argparse.Namespace) -> float:
+    source, jitter = CALIBRATED[name]
+    train_row(source, args)
+    output = Path(args.output) / name / 'last.pth.tar'
+    if output.is_file():
+        return 0.0
+    start = time.time()
+    _run([sys.executable, '-m', 'sct_timm.calibrate_cli', '--model', 'sct_resnet18', '--checkpoint',
+          str(Path(args.output) / source / 'last.pth.tar'), '--dataset', 'fmnist', '--scale-jitter', str(jitter),
+          '--num-batches', '50', '--device', args.device, '--output', str(output)], output.parent / 'calibrate.log')
+    seconds = time.time() - start
+    (output.parent / 'wall_time.json').write_text(json.dumps({'seconds': seconds, 'resumed': False}))
+    return seconds
+
+
 def train_row(name: str, args: argparse.Namespace) -> float:
+    if name in CALIBRATED:
+        return calibrate_row(name, args)
     config, flags, seed = ROWS[name]
     run_dir = Path(args.output) / name
     if _epochs_done(run_dir) >= args.epochs and (run_dir / 'last.pth.tar').is_file():
@@ -91,9 +123,19 @@ def train_row(name: str, args: argparse.Namespace) -> float:
     return seconds
 
 
+def _swept(name: str, args: argparse.Namespace) -> Optional[List[dict]]:
+    """The rows of ``name``'s finished sweep, or None (never swept, or a sweep still running or cut short: sct-bench
+    writes ``results.json`` after every size, with ``config.status`` saying whether it is complete)."""
+    path = Path(args.results) / 'sweeps' / name / 'results.json'
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    return doc['results'] if doc['config'].get('status', 'complete') == 'complete' else None
+
+
 def sweep_row(name: str, args: argparse.Namespace) -> Path:
     out = Path(args.results) / 'sweeps' / name
-    if (out / 'results.json').is_file():
+    if _swept(name, args) is not None:
         return out
     model = 'resnet18' if name.startswith('plain_') else 'sct_resnet18'
     checkpoint = Path(args.output) / name / 'last.pth.tar'
@@ -112,11 +154,10 @@ def _group(name: str) -> str:
 def collect(args: argparse.Namespace) -> Dict[str, Dict[int, List[float]]]:
     """Top-1 per test size of every swept row, grouped over seeds: ``{group: {size: [top1 per seed]}}``."""
     table: Dict[str, Dict[int, List[float]]] = {}
-    for name in ROWS:
-        path = Path(args.results) / 'sweeps' / name / 'results.json'
-        if not path.is_file():
+    for name in ALL_ROWS:
+        rows = _swept(name, args)
+        if rows is None:
             continue
-        rows = json.loads(path.read_text())['results']
         group = table.setdefault(_group(name), {})
         for row in rows:
             group.setdefault(int(row['resolution']), []).append(float(row['top1']))
@@ -124,7 +165,7 @@ def collect(args: argparse.Namespace) -> Dict[str, Dict[int, List[float]]]:
 
 
 def _scales(group: str) -> List[int]:
-    flags = ROWS[next(n for n in ROWS if _group(n) == group)][1]
+    flags = _flags(next(n for n in ALL_ROWS if _group(n) == group))
     return [int(v) for v in flags[flags.index('--scales') + 1].split(',')]
 
 
@@ -168,12 +209,12 @@ def report(args: argparse.Namespace) -> None:
     sizes = sorted({r for group in table.values() for r in group})
     doc = {'budget': {'train_samples': args.train_samples, 'epochs': args.epochs, 'device': args.device,
                       'test_images': 10000},
-           'rows': {g: {'flags': ROWS[next(n for n in ROWS if _group(n) == g)][1],
-                        'seeds': [ROWS[n][2] for n in ROWS if _group(n) == g and
-                                  (Path(args.results) / 'sweeps' / n / 'results.json').is_file()],
+           'rows': {g: {'flags': _flags(next(n for n in ALL_ROWS if _group(n) == g)),
+                        'calibrated_from': CALIBRATED.get(g, (None,))[0],
+                        'seeds': [_seed(n) for n in ALL_ROWS if _group(n) == g and _swept(n, args) is not None],
                         'top1': {str(r): v for r, v in group.items()},
                         'wall_seconds': [json.loads((Path(args.output) / n / 'wall_time.json').read_text())['seconds']
-                                         for n in ROWS if _group(n) == g and
+                                         for n in ALL_ROWS if _group(n) == g and
                                          (Path(args.output) / n / 'wall_time.json').is_file()]}
                     for g, group in table.items()},
            'targets': {g: targets(table, g) for g in table if not g.startswith('plain_')}}
@@ -222,7 +263,7 @@ def _plot(table: Dict[str, Dict[int, List[float]]], path: Path) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS), metavar='NAME')
+    parser.add_argument('--rows', nargs='+', default=ALL_ROWS, choices=ALL_ROWS, metavar='NAME')
     parser.add_argument('--train-samples', type=int, default=10000)
     parser.add_argument('--val-samples', type=int, default=2000)
     parser.add_argument('--epochs', type=int, default=5)
@@ -235,7 +276,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if not args.report_only:
         for name in args.rows:
-            if (Path(args.results) / 'sweeps' / name / 'results.json').is_file():
+            if _swept(name, args) is not None:
                 continue  # measured (the committed results stand for the run)
             train_row(name, args)
             if not args.train_only:

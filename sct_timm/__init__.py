@@ -6,7 +6,8 @@ it before ``timm.create_model`` (``hf-hub:`` names included), since timm has no 
 from . import models
 from .calibrate import calibrate
 from .convert import (
-    checkpoint_filter_fn, convert_to_sbn, fuse_scale, get_network_stride, get_scales, probe_bn_strides, sbn_layers,
+    checkpoint_filter_fn, convert_to_sbn, fuse_scale, get_network_stride, get_scale_ranges, get_scales,
+    probe_bn_strides, sbn_layers,
 )
 from .layers import ScaleSpecificBatchNorm2d, ScaleSpecificBatchNormAct2d, is_sbn
 from .scales import (

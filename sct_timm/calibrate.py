@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .convert import sbn_layers
 from .scale_collection import jitter_sizes, resize_to_scales
-from .task import model_scale_ranges
+from .convert import get_scale_ranges
 
 __all__ = ['calibrate']
 
@@ -82,7 +82,7 @@ def calibrate(
     if num_batches < 1:
         raise ValueError(f'num_batches must be >= 1, got {num_batches}')
     scales = tuple(scales or layers[0].scales)
-    ranges = model_scale_ranges(model, scales)
+    ranges = get_scale_ranges(model, scales)
     device = device or next(model.parameters()).device
     seen = 0
     with _collecting_statistics(model, layers):

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from .layers import ScaleSpecificBatchNorm2d, bn_from_sbn, expand_bn_state_dict, is_sbn, sbn_from_bn
-from .scales import decision_stride, resolve_scales, validate_scales
+from .scales import decision_stride, resolve_scales, scale_ranges, validate_scales
 
 __all__ = [
-    'convert_to_sbn', 'fuse_scale', 'checkpoint_filter_fn', 'get_scales', 'get_network_stride',
+    'convert_to_sbn', 'fuse_scale', 'checkpoint_filter_fn', 'get_scales', 'get_scale_ranges', 'get_network_stride',
     'probe_bn_strides', 'sbn_layers',
 ]
 
@@ -135,6 +135,17 @@ def _first_sbn(model: nn.Module) -> ScaleSpecificBatchNorm2d:
 def get_scales(model: nn.Module) -> Tuple[int, ...]:
     """The training scales an SCT model was built for, largest first."""
     return tuple(_first_sbn(model).scales)
+
+
+def get_scale_ranges(model: nn.Module, scales: Sequence[int]) -> List[Tuple[int, int]]:
+    """The input sides each scale's statistics serve in ``model`` (its S-BN rule; for a plain-BN model, the rule an
+    S-BN twin with the same feature stride would use): the ranges size jitter and calibration draw from."""
+    layers = sbn_layers(model)
+    if layers:
+        return scale_ranges(scales, layers[0].network_stride, layers[0].decision_stride)
+    feature_info = getattr(model, 'feature_info', None)
+    stride = feature_info[-1].get('reduction', 32) if isinstance(feature_info, list) and feature_info else 32
+    return scale_ranges(scales, stride)
 
 
 def get_network_stride(model: nn.Module) -> int:

@@ -23,9 +23,10 @@ from timm.task import ClassificationTask
 from torch import nn
 
 from .scale_collection import JITTER_DISTRIBUTIONS, jitter_sizes, resize_to_scales, resolve_scale_weights
-from .scales import resolve_scales, scale_ranges
+from .convert import get_scale_ranges
+from .scales import resolve_scales
 
-__all__ = ['ScaleCollectionForward', 'SCTClassificationTask', 'SCALE_BACKWARD_MODES', 'DISTILL_TEACHERS', 'model_scale_ranges']
+__all__ = ['ScaleCollectionForward', 'SCTClassificationTask', 'SCALE_BACKWARD_MODES', 'DISTILL_TEACHERS']
 
 # 'sum': backward of the summed loss (the paper's L, all M graphs alive); 'per_scale': one backward per scale
 SCALE_BACKWARD_MODES = ('sum', 'per_scale')
@@ -41,18 +42,6 @@ class ScaleCollectionForward(nn.Module):
 
     def forward(self, inputs: List[torch.Tensor]) -> List[torch.Tensor]:
         return [self.model(x) for x in inputs]
-
-
-def model_scale_ranges(model: nn.Module, scales: Sequence[int]) -> List[Tuple[int, int]]:
-    """The input sides each scale's statistics serve in ``model`` (its S-BN rule; for a plain-BN model, the rule an
-    S-BN twin with the same feature stride would use)."""
-    from .convert import sbn_layers
-    layers = sbn_layers(model)
-    if layers:
-        return scale_ranges(scales, layers[0].network_stride, layers[0].decision_stride)
-    feature_info = getattr(model, 'feature_info', None)
-    stride = feature_info[-1].get('reduction', 32) if isinstance(feature_info, list) and feature_info else 32
-    return scale_ranges(scales, stride)
 
 
 class SCTClassificationTask(ClassificationTask):
@@ -126,7 +115,7 @@ class SCTClassificationTask(ClassificationTask):
                              "scale backward 'sum' (or the 'largest' teacher)")
         self.jitter_prob = jitter_prob
         self.jitter_dist = jitter_dist
-        self.scale_ranges = model_scale_ranges(model, self.scales) if jitter_prob > 0 else None
+        self.scale_ranges = get_scale_ranges(model, self.scales) if jitter_prob > 0 else None
         self.distill_weight = distill_weight
         self.distill_temp = distill_temp
         self.distill_teacher = distill_teacher

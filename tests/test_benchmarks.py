@@ -182,3 +182,39 @@ def test_wrapper_scripts(script, monkeypatch, capsys):
         runpy.run_path(str(REPO / 'benchmarks' / script), run_name='__main__')
     assert exc.value.code == 0
     assert 'usage:' in capsys.readouterr().out
+
+
+def _ablation_module():
+    return runpy.run_path(str(REPO / 'benchmarks' / 'ablation.py'), run_name='ablation')
+
+
+def _fake_sweep(root: Path, name: str, top1: dict, status: str = 'complete') -> None:
+    out = root / 'sweeps' / name
+    out.mkdir(parents=True)
+    rows = [{'resolution': r, 'top1': v} for r, v in top1.items()]
+    (out / 'results.json').write_text(json.dumps({'config': {'status': status}, 'results': rows}))
+
+
+def test_ablation_report_targets_and_partial_sweeps(tmp_path, capsys):
+    """The table groups seeds, leaves out sweeps that did not finish, and states the issue's targets as margins."""
+    ablation = _ablation_module()
+    res = tmp_path / 'res'
+    for r in (32, 40, 48, 56, 64):
+        _fake_sweep(res, f'plain_r{r}', {r: 80.0})
+    sizes = (32, 36, 40, 44, 48, 52, 56, 60, 64)
+    _fake_sweep(res, 'sct', {s: 70.0 for s in sizes} | {32: 81.0, 64: 79.0, 40: 60.0})
+    _fake_sweep(res, 'sct_s43', {s: 72.0 for s in sizes} | {32: 81.0, 64: 81.0, 40: 62.0})
+    _fake_sweep(res, 'sct_jitter', {32: 1.0}, status='running')  # cut short: not a row of the table
+    args = argparse.Namespace(results=str(res), output=str(tmp_path / 'runs'), train_samples=10, epochs=1,
+                              device='cpu')
+    ablation['report'](args)
+    doc = json.loads((res / 'ablation.json').read_text())
+    assert set(doc['rows']) == {'plain_r32', 'plain_r40', 'plain_r48', 'plain_r56', 'plain_r64', 'sct'}
+    assert doc['rows']['sct']['seeds'] == [42, 43] and doc['rows']['sct']['top1']['40'] == [60.0, 62.0]
+    margins = doc['targets']['sct']
+    assert margins['between'] == pytest.approx(61.0 - 80.0 + 2.0)  # 40 px: mean of 60 and 62
+    assert margins['at_scales'] == pytest.approx(80.0 - 80.0)  # 64 px: mean of 79 and 81
+    assert margins['neighbours'] == pytest.approx(61.0 - 80.0 + 5.0)  # 40 px against the lower scale (64: 80)
+    table = (res / 'ablation.md').read_text()
+    assert '| sct | 81.00 ± 0.00 | 71.00 ± 1.41 | 61.00 ± 1.41 |' in table and 'sct_jitter' not in table
+    assert (res / 'accuracy_vs_resolution.png').stat().st_size > 0
