@@ -7,7 +7,8 @@ from 32 to 64 in steps of 4 and at 72 and 80. Rows:
 
 * ``plain_r{32,40,48,56,64}``: dedicated plain timm resnet18 trained at one size: "the best model at that size";
 * ``sct``: S-BN {64,32} as the main job trained it before this ablation (no lever);
-* one row per lever alone, and the combinations, some with several seeds (the table shows mean and std).
+* one row per lever alone, and the combinations, some with several seeds (the table shows mean and std);
+* calibrated rows: a trained row's weights with every scale's statistics re-estimated by ``sct-calibrate``.
 
 Runs are resumable: a row whose ``last.pth.tar`` reached the final epoch is not trained again, a partial one resumes,
 so the whole table is ``python benchmarks/ablation.py`` however often it is interrupted.
@@ -59,6 +60,7 @@ ROWS: Dict[str, tuple] = {
 CALIBRATED: Dict[str, tuple] = {
     'sct_calib': ('sct', 0.5),
 }
+CALIBRATE_BATCHES = 50
 ALL_ROWS = [*ROWS, *CALIBRATED]
 
 
@@ -96,7 +98,7 @@ def calibrate_row(name: str, args: argparse.Namespace) -> float:
     start = time.time()
     _run([sys.executable, '-m', 'sct_timm.calibrate_cli', '--model', 'sct_resnet18', '--checkpoint',
           str(Path(args.output) / source / 'last.pth.tar'), '--dataset', 'fmnist', '--scale-jitter', str(jitter),
-          '--num-batches', '50', '--device', args.device, '--output', str(output)], output.parent / 'calibrate.log')
+          '--num-batches', str(CALIBRATE_BATCHES), '--device', args.device, '--output', str(output)], output.parent / 'calibrate.log')
     seconds = time.time() - start
     (output.parent / 'wall_time.json').write_text(json.dumps({'seconds': seconds, 'resumed': False}))
     return seconds
@@ -210,7 +212,8 @@ def report(args: argparse.Namespace) -> None:
     doc = {'budget': {'train_samples': args.train_samples, 'epochs': args.epochs, 'device': args.device,
                       'test_images': 10000},
            'rows': {g: {'flags': _flags(next(n for n in ALL_ROWS if _group(n) == g)),
-                        'calibrated_from': CALIBRATED.get(g, (None,))[0],
+                        'calibrated': ({'from': CALIBRATED[g][0], 'scale_jitter': CALIBRATED[g][1],
+                                        'num_batches': CALIBRATE_BATCHES} if g in CALIBRATED else None),
                         'seeds': [_seed(n) for n in ALL_ROWS if _group(n) == g and _swept(n, args) is not None],
                         'top1': {str(r): v for r, v in group.items()},
                         'wall_seconds': [json.loads((Path(args.output) / n / 'wall_time.json').read_text())['seconds']
@@ -225,8 +228,8 @@ def report(args: argparse.Namespace) -> None:
     for g, group in table.items():
         lines.append(f'| {g} | ' + ' | '.join(_cell(group[r]) if r in group else '' for r in sizes) + ' |')
     lines += ['', 'Targets as margins (>= 0: met): between = worst (SCT - dedicated) at 40/48/56 + 2; at_scales = '
-              'worst (SCT - dedicated) at 32/64; neighbours = worst (size - lower neighbouring training scale) + 5 '
-              'over 32..64.', '', '| row | between | at_scales | neighbours |', '|---|---|---|---|']
+              'worst (SCT - dedicated) at 32/64; neighbours = worst (size - the less accurate of its neighbouring training '
+              'scales) + 5 over 32..64.', '', '| row | between | at_scales | neighbours |', '|---|---|---|---|']
     for g, t in doc['targets'].items():
         lines.append(f'| {g} | ' + ' | '.join(f'{t[k]:+.2f}' if k in t else '' for k in
                                               ('between', 'at_scales', 'neighbours')) + ' |')

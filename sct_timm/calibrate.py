@@ -8,15 +8,14 @@ images of the training distribution will do. The result saves and loads like any
 """
 import contextlib
 import logging
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .convert import sbn_layers
+from .convert import get_scale_ranges, sbn_layers
 from .scale_collection import jitter_sizes, resize_to_scales
-from .convert import get_scale_ranges
 
 __all__ = ['calibrate']
 
@@ -62,7 +61,6 @@ def calibrate(
         interpolation: str = 'bilinear',
         antialias: bool = False,
         device: Optional[torch.device] = None,
-        scales: Optional[Sequence[int]] = None,
 ) -> nn.Module:
     """Re-estimate every scale's running statistics of an S-BN ``model`` in place; returns the model.
 
@@ -74,14 +72,13 @@ def calibrate(
             meaning); 0 calibrates at the exact scales.
         interpolation, antialias: Resize of the batches, as in training.
         device: Where to run (default: the model's device).
-        scales: The model's scales (default: read from its S-BN layers).
     """
     layers = sbn_layers(model)
     if not layers:
         raise ValueError(f'{type(model).__name__} has no Scale-Specific BatchNorm layer to calibrate')
     if num_batches < 1:
         raise ValueError(f'num_batches must be >= 1, got {num_batches}')
-    scales = tuple(scales or layers[0].scales)
+    scales = tuple(layers[0].scales)
     ranges = get_scale_ranges(model, scales)
     device = device or next(model.parameters()).device
     seen = 0

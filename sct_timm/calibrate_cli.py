@@ -58,6 +58,10 @@ def run(args: argparse.Namespace) -> Path:
         raise CLIError(f'{output}: already exists; pass --force to replace it')
     if args.num_batches < 1:
         raise CLIError(f'--num-batches must be >= 1, got {args.num_batches}')
+    if args.batch_size < 2:
+        raise CLIError(f'--batch-size must be >= 2 (batch statistics), got {args.batch_size}')
+    if args.scale_jitter is not None and not 0.0 <= args.scale_jitter <= 1.0:
+        raise CLIError(f'--scale-jitter must be a probability in [0, 1], got {args.scale_jitter}')
     checkpoint = read_checkpoint(args.checkpoint, use_ema=args.use_ema)
     model = create_model_from_checkpoint(args.model, checkpoint)
     try:
@@ -79,7 +83,13 @@ def run(args: argparse.Namespace) -> Path:
         raise CLIError(f'cannot open data set {dataset!r} at {root}: {one_line(e)}') from None
     overrides = {k: run_args[k] for k in ('mean', 'std') if run_args.get(k)}
     config = eval_data_config(model, max(scales), **overrides)
-    loader = create_eval_loader(data, config, batch_size=args.batch_size, workers=args.workers, device=args.device)
+    # the eval loader sets timm's eval transform on the data; it does not shuffle, and the first N images of an
+    # ImageFolder are a few classes, so the statistics come from a seeded random sample of the split instead
+    loader = create_eval_loader(data, config, batch_size=args.batch_size, workers=args.workers, device='cpu')
+    generator = torch.Generator().manual_seed(args.seed)
+    sample = torch.randperm(len(data), generator=generator)[:args.num_batches * args.batch_size].tolist()
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, sample), batch_size=args.batch_size,
+                                         num_workers=args.workers, collate_fn=loader.collate_fn)
     torch.manual_seed(args.seed)
     model.to(args.device)
     try:

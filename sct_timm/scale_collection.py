@@ -50,7 +50,9 @@ def draw_size(lo: int, hi: int, dist: str = 'uniform', generator: Optional[torch
     large ones); ``low`` (density falling linearly from ``lo`` to zero at ``hi``: most draws where accuracy trails)."""
     if dist not in JITTER_DISTRIBUTIONS:
         raise ValueError(f'unknown jitter distribution {dist!r}: use one of {JITTER_DISTRIBUTIONS}')
-    if hi <= lo:
+    if hi < lo:
+        raise ValueError(f'empty size range [{lo}, {hi}]')
+    if hi == lo:
         return lo
     u = float(torch.rand((), generator=generator))
     if dist == 'uniform':
@@ -58,7 +60,7 @@ def draw_size(lo: int, hi: int, dist: str = 'uniform', generator: Optional[torch
         return min(int(side), hi)
     if dist == 'log_uniform':
         side = math.exp(math.log(lo) + u * (math.log(hi + 1) - math.log(lo)))
-        return min(int(side), hi)
+        return max(lo, min(int(side), hi))  # exp(log(lo)) may round to just below lo
     side = lo + (hi + 1 - lo) * (1.0 - math.sqrt(1.0 - u))  # inverse CDF of the falling triangle
     return min(int(side), hi)
 
@@ -74,6 +76,8 @@ def jitter_sizes(
     if not 0.0 <= prob <= 1.0:
         raise ValueError(f'jitter probability must be in [0, 1], got {prob}')
     sizes = []
+    if len(scales) != len(ranges):
+        raise ValueError(f'{len(scales)} scales but {len(ranges)} size ranges')
     for scale, (lo, hi) in zip(scales, ranges):
         jitter = prob > 0 and (prob >= 1 or float(torch.rand((), generator=generator)) < prob)
         sizes.append(draw_size(lo, hi, dist, generator) if jitter else scale)

@@ -177,14 +177,14 @@ def scale_ranges(
         scales: Sequence[int],
         network_stride: int,
         decision: Optional[int] = None,
-        interpolate: bool = False,
 ) -> List[Tuple[int, int]]:
     """``(lo, hi)`` input sides whose statistics are scale ``i``'s (scales descending), from the network stride (the
     smallest side it serves) up to the largest scale: the range a scale's training batches may be jittered over.
-
-    With ``interpolate`` a side between two scales blends both; it counts for the scale it leans to (nearest rule).
+    Under the ``interpolate`` policy a side between two scales counts for the scale it leans to (the nearest rule).
     """
     scales = list(scales)
+    if scales != sorted(scales, reverse=True):
+        raise ValueError(f'scale ranges need the scales largest first, got {scales}')
     d = decision or decision_stride(scales, network_stride)
     grid = scale_grid(scales, d)
     lows: List[Optional[int]] = [None] * len(scales)

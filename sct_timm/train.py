@@ -35,7 +35,7 @@ from timm.task import load_task_ema_checkpoint, resume_task_checkpoint
 from tqdm.auto import tqdm
 
 from .checkpoint import read_checkpoint
-from .convert import checkpoint_filter_fn, get_scales
+from .convert import checkpoint_filter_fn, get_scales, sbn_layers
 from .datasets import FMNIST_DIR, FMNIST_MEAN, FMNIST_STD, FMNIST_CLASSES, create_dataset, image_mode_for, is_fmnist
 from .evaluate import create_eval_loader, eval_data_config, evaluate
 from .layers import is_sbn
@@ -125,6 +125,11 @@ def create_train_model(args: argparse.Namespace, arch: str, norm: str) -> torch.
             raise CLIError(f'{args.initial_checkpoint}: cannot load into {arch} with scales {args.scales}: '
                            f'{one_line(e)}') from None
     if args.grad_checkpointing:
+        if any(layer.records for layer in sbn_layers(model)):
+            # recomputed blocks run in autograd's own thread (or after another scale's forward) and cannot see the
+            # decision their forward made: they would fail or use another scale's statistics
+            raise CLIError(f'--grad-checkpointing does not work with scales {args.scales}: a set closer than the '
+                           'network stride is decided once per forward, which checkpointed blocks cannot recall')
         model.set_grad_checkpointing(enable=True)
     return model
 

@@ -54,6 +54,8 @@ def test_decision_stride_and_ranges():
         for (lo, _), (_, hi) in zip(ranges, ranges[1:]):
             assert lo == hi + 1
         assert all(lo <= s <= hi for s, (lo, hi) in zip(scales, ranges))
+    with pytest.raises(ValueError, match='largest first'):
+        scale_ranges((32, 48, 64), 32)
 
 
 @pytest.mark.parametrize('name', MODELS)
@@ -134,6 +136,17 @@ def test_jitter_draws_stay_in_range_and_keep_exact_scales():
     assert 0.45 < sizes.count(64) / 2000 < 0.6  # exact half the time, plus the draws that land on 64
     with pytest.raises(ValueError, match='unknown jitter'):
         draw_size(33, 64, 'gaussian')
+    with pytest.raises(ValueError, match='empty size range'):
+        draw_size(64, 33)
+    with pytest.raises(ValueError, match='2 scales but 1 size ranges'):
+        jitter_sizes((64, 32), ranges[:1], 0.5)
+
+
+@pytest.mark.parametrize('lo', [49, 65, 129, 193, 257])
+def test_log_uniform_draw_at_the_bottom_of_its_range(lo, monkeypatch):
+    """u = 0 gives exp(log(lo)), which rounds below lo for these sides: the draw must still be lo."""
+    monkeypatch.setattr(torch, 'rand', lambda *a, **k: torch.tensor(0.0))
+    assert draw_size(lo, lo + 15, 'log_uniform') == lo
 
 
 def _task(model, **kwargs):
@@ -218,3 +231,12 @@ def test_train_with_every_lever_then_calibrate(tmp_path, capsys):
     assert calibrate_main(cal) == 2  # the output exists: refused, file kept
     assert 'already exists' in capsys.readouterr().err
     assert calibrate_main([*cal[:3], str(tmp_path / 'missing.pth.tar'), *cal[4:-1], str(tmp_path / 'x.pth')]) == 2
+    capsys.readouterr()
+    for bad, message in ((['-b', '1'], '--batch-size must be >= 2'), (['--scale-jitter', '1.5'], '--scale-jitter')):
+        assert calibrate_main([*cal[:-1], str(tmp_path / 'y.pth'), *bad]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / 'y.pth').exists()
+    capsys.readouterr()
+    # gradient checkpointing cannot recall a close set's per-forward decision: refused up front
+    assert train.main([*argv[:-1], 'checkpointed', '--grad-checkpointing']) == 2
+    assert '--grad-checkpointing does not work with scales' in capsys.readouterr().err
