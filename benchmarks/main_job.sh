@@ -5,7 +5,7 @@
 #   3. train the plain timm resnet18 baseline at 64 only (sct_timm/configs/resnet18_r64_fmnist.yaml), same recipe;
 #   4. sweep both over test resolutions 32..64 on the 10,000 test images: accuracy, latency, throughput, GMACs,
 #      CSV/JSON/markdown and the two plots, into benchmarks/results/$RESULTS.
-# The CPU budget (TRAIN_SAMPLES images x EPOCHS epochs) keeps it to about 30 minutes on 2 cores; raise both on an
+# The CPU budget (TRAIN_SAMPLES images x EPOCHS epochs) keeps it to about 50 minutes on 2 cores; raise both on an
 # accelerator (DEVICE=cuda). Usage: bash benchmarks/main_job.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
