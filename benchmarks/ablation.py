@@ -17,7 +17,6 @@ Usage: python benchmarks/ablation.py [--rows NAME ...] [--train-only | --report-
 import argparse
 import csv
 import json
-import os
 import statistics
 import subprocess
 import sys

@@ -75,9 +75,9 @@ def jitter_sizes(
     """One side per scale for this step: the scale itself, or with probability ``prob`` a draw from its range."""
     if not 0.0 <= prob <= 1.0:
         raise ValueError(f'jitter probability must be in [0, 1], got {prob}')
-    sizes = []
     if len(scales) != len(ranges):
         raise ValueError(f'{len(scales)} scales but {len(ranges)} size ranges')
+    sizes = []
     for scale, (lo, hi) in zip(scales, ranges):
         jitter = prob > 0 and (prob >= 1 or float(torch.rand((), generator=generator)) < prob)
         sizes.append(draw_size(lo, hi, dist, generator) if jitter else scale)

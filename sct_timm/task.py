@@ -15,15 +15,15 @@ DDP sees the M forwards as *one* forward of `ScaleCollectionForward`: DDP expect
 wrapping the collection (not the model) keeps the gradient all-reduce to one per step.
 """
 import contextlib
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from timm.task import ClassificationTask
 from torch import nn
 
-from .scale_collection import JITTER_DISTRIBUTIONS, jitter_sizes, resize_to_scales, resolve_scale_weights
 from .convert import get_scale_ranges
+from .scale_collection import JITTER_DISTRIBUTIONS, jitter_sizes, resize_to_scales, resolve_scale_weights
 from .scales import resolve_scales
 
 __all__ = ['ScaleCollectionForward', 'SCTClassificationTask', 'SCALE_BACKWARD_MODES', 'DISTILL_TEACHERS']
