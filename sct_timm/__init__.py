@@ -1,9 +1,11 @@
 """sct_timm: Scale Calibrated Training (SCT) and Scale-Specific BatchNorm for timm.
 
-``import sct_timm`` registers ``sct_resnet18``, ``sct_resnet50`` and ``sct_mobilenetv2`` in timm's registry; import
-it before ``timm.create_model`` (``hf-hub:`` names included), since timm has no plugin entry point.
+``import sct_timm`` registers ``sct_resnet18``, ``sct_resnet50``, ``sct_mobilenetv2``, ``sct_efficientnet_b0`` and
+``sct_regnetx_002`` in timm's registry; import it before ``timm.create_model`` (``hf-hub:`` names included), since timm
+has no plugin entry point. `create_model` gives any other timm BatchNorm CNN S-BN.
 """
 from . import models
+from .models import create_model
 from .calibrate import calibrate
 from .convert import (
     checkpoint_filter_fn, convert_to_sbn, fuse_scale, get_network_stride, get_scale_ranges, get_scales,

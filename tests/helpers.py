@@ -9,6 +9,18 @@ from sct_timm.bench.overhead import distinct_scale_stats
 from sct_timm.models import BASE_MODELS
 
 
+def trained_looking_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-trivial plain BatchNorm statistics and weights (in eval mode), so equality checks mean something."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    return model.eval()
+
+
 # every scale of every S-BN layer with its own statistics and affine values, so a wrong pick shows
 randomize_scales = distinct_scale_stats
 

@@ -9,25 +9,13 @@ from torch import nn
 import sct_timm
 from sct_timm import convert_to_sbn, fuse_scale, get_scales
 
-from helpers import randomize_scales
+from helpers import randomize_scales, trained_looking_bn
 
 SCALES = (128, 96, 64)
 
 
-def _trained_looking(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics, so equality checks mean something."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-    return model.eval()
-
-
 def test_convert_torchvision_resnet_is_lossless():
-    plain = _trained_looking(torchvision.models.resnet18(num_classes=10))
+    plain = trained_looking_bn(torchvision.models.resnet18(num_classes=10))
     x = {r: torch.randn(2, 3, r, r) for r in (128, 80, 64)}
     with torch.no_grad():
         expected = {r: plain(v) for r, v in x.items()}
@@ -55,8 +43,11 @@ def test_convert_rejects_models_it_cannot_serve():
         convert_to_sbn(pooled_bn, SCALES)
 
 
-@pytest.mark.parametrize('model_name', ['sct_resnet18', 'sct_mobilenetv2'])
-@pytest.mark.parametrize('policy', ['nearest', 'interpolate'])
+# both policies on a plain-BN and a BN+act family; one each on the newer families, whose S-BN layers are the same kind
+@pytest.mark.parametrize('model_name,policy', [
+    *[(name, policy) for name in ('sct_resnet18', 'sct_mobilenetv2') for policy in ('nearest', 'interpolate')],
+    ('sct_efficientnet_b0', 'nearest'), ('sct_regnetx_002', 'interpolate'),
+])
 def test_fuse_scale_matches_sbn_at_any_resolution(model_name, policy):
     model = randomize_scales(timm.create_model(model_name, scales=SCALES, scale_policy=policy, num_classes=10)).eval()
     for r in (128, 96, 80, 64, 33, 200):
@@ -89,7 +80,7 @@ def test_fuse_bad_resolution(resolution, match):
 
 @pytest.fixture
 def plain_resnet18_file(tmp_path):
-    plain = _trained_looking(timm.create_model('resnet18', num_classes=10), seed=3)
+    plain = trained_looking_bn(timm.create_model('resnet18', num_classes=10), seed=3)
     path = tmp_path / 'resnet18_plain.safetensors'
     safetensors.torch.save_file(plain.state_dict(), str(path))
     return plain, path

@@ -1,10 +1,10 @@
-"""The three SCT models in timm's registry: per-scale equality with plain timm, and timm's model API."""
+"""The SCT models in timm's registry: per-scale equality with plain timm, and timm's model API."""
 import pytest
 import timm
 import torch
 from timm.data import create_transform, resolve_data_config
 from timm.layers import BatchNormAct2d
-from timm.models import ResNet, EfficientNet
+from timm.models import EfficientNet, RegNet, ResNet
 from timm.optim import create_optimizer_v2
 from PIL import Image
 
@@ -32,7 +32,7 @@ def test_default_scales_are_sct_a():
 def test_same_architecture_as_timm(model_name):
     model = timm.create_model(model_name, scales=SMALL_SCALES)
     plain = timm.create_model(BASE_MODELS[model_name])
-    assert isinstance(model, (ResNet, EfficientNet)) and type(model) is type(plain)
+    assert isinstance(model, (ResNet, EfficientNet, RegNet)) and type(model) is type(plain)
     sbn = {n for n, m in model.named_modules() if sct_timm.is_sbn(m)}
     bn = {n for n, m in plain.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert sbn == bn and len(sbn) > 0
@@ -77,13 +77,17 @@ def test_train_step_updates_only_its_scale(model_name):
         assert p.grad is not None, f'no gradient for {name}'
 
 
-def test_mobilenetv2_keeps_activation_and_drop():
-    model = timm.create_model('sct_mobilenetv2', scales=SMALL_SCALES, drop_rate=0.1)
-    plain = timm.create_model('mobilenetv2_100')
+@pytest.mark.parametrize('model_name', ['sct_mobilenetv2', 'sct_efficientnet_b0', 'sct_regnetx_002'])
+def test_bn_act_keeps_activation_and_drop(model_name):
+    model = timm.create_model(model_name, scales=SMALL_SCALES, drop_rate=0.1)
+    plain = timm.create_model(BASE_MODELS[model_name])
+    checked = 0
     for (name, m), (_, p) in zip(model.named_modules(), plain.named_modules()):
         if isinstance(p, BatchNormAct2d):
             assert isinstance(m, sct_timm.ScaleSpecificBatchNormAct2d), name
             assert type(m.act) is type(p.act) and type(m.drop) is type(p.drop), name
+            checked += 1
+    assert checked == len(sct_timm.sbn_layers(model))
 
 
 @pytest.mark.parametrize('model_name', MODEL_NAMES)

@@ -14,10 +14,13 @@ from torch import nn
 from ..convert import checkpoint_filter_fn, convert_to_sbn
 from ..scales import resolve_scales
 
-__all__ = ['BASE_MODELS', 'sct_cfg', 'create_sct_model']
+__all__ = ['BASE_MODELS', 'sct_cfg', 'create_sct_model', 'convert_recorded']
 
 # the plain timm architecture each SCT model is (with S-BN): the `--norm bn` ablation and the benchmarks' baseline
-BASE_MODELS = {'sct_resnet18': 'resnet18', 'sct_resnet50': 'resnet50', 'sct_mobilenetv2': 'mobilenetv2_100'}
+BASE_MODELS = {
+    'sct_resnet18': 'resnet18', 'sct_resnet50': 'resnet50', 'sct_mobilenetv2': 'mobilenetv2_100',
+    'sct_efficientnet_b0': 'efficientnet_b0', 'sct_regnetx_002': 'regnetx_002',
+}
 
 
 def sct_cfg(url: str = '', **kwargs) -> Dict[str, Any]:
@@ -40,6 +43,18 @@ def _tag_of(variant: str, pretrained_cfg: Any) -> str:
     return f'{variant}.{cfg.tag}' if cfg.tag else variant
 
 
+def convert_recorded(model: nn.Module, scales: Sequence[int], scale_policy: str = 'nearest') -> nn.Module:
+    """`convert_to_sbn`, plus the scales recorded in ``model._model_args``.
+
+    timm's Hub export writes ``_model_args`` to ``config.json``, so a saved model is rebuilt with the same scales.
+    """
+    model = convert_to_sbn(model, scales, policy=scale_policy)
+    model._model_args = dict(getattr(model, '_model_args', {}), scales=list(scales))
+    if scale_policy != 'nearest':
+        model._model_args['scale_policy'] = scale_policy
+    return model
+
+
 def _build_sct(
         base_model: str,
         scales: Sequence[int],
@@ -47,12 +62,8 @@ def _build_sct(
         **kwargs,
 ) -> nn.Module:
     model = timm.create_model(base_model, pretrained=False, **kwargs)
-    model = convert_to_sbn(model, scales, policy=scale_policy)
-    # recorded so that timm's Hub export (config.json model_args) rebuilds the same scales
-    model._model_args = {'scales': list(scales)}
-    if scale_policy != 'nearest':
-        model._model_args['scale_policy'] = scale_policy
-    return model
+    model._model_args = {}  # the caller's timm.create_model records what the caller passed, not these defaults
+    return convert_recorded(model, scales, scale_policy)
 
 
 def create_sct_model(

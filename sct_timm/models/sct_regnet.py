@@ -1,0 +1,26 @@
+"""SCT RegNet: timm's ``regnetx_002`` (RegNetX-200MF) with Scale-Specific BatchNorm (Yu et al., arXiv:1909.00182)."""
+from typing import Dict, Sequence
+
+from timm.models import RegNet, generate_default_cfgs, register_model
+
+from ._builder import create_sct_model, sct_cfg
+
+__all__ = []
+
+# scales each weight tag was trained with ('arch.tag' -> scales); tags without weights use the default preset
+TAG_SCALES: Dict[str, Sequence[int]] = {}
+
+
+def _cfg(url: str = '', **kwargs):
+    return sct_cfg(url, first_conv='stem.conv', classifier='head.fc', interpolation='bicubic', **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    'sct_regnetx_002': _cfg(),
+})
+
+
+@register_model
+def sct_regnetx_002(pretrained: bool = False, **kwargs) -> RegNet:
+    """RegNetX-200MF with S-BN; ``scales`` picks the training resolutions (default SCT-A)."""
+    return create_sct_model('sct_regnetx_002', pretrained, tag_scales=TAG_SCALES, **kwargs)
