@@ -1,0 +1,247 @@
+"""benchmarks/zoo.py, the model-zoo driver: its plan, the commands it runs, resuming, the report, and its configs.
+
+The default tests run no training: they check the driver's commands with the parsers of ``sct-train``, ``sct-bench``
+and ``sct-hub`` themselves. The slow test runs a tiny zoo end to end (4 trainings, 4 sweeps, 1 staging) twice.
+"""
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import safetensors
+import torch
+import yaml
+
+from sct_timm import train_args
+from sct_timm.bench import sweep_cli
+from sct_timm.hub import cli as hub_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / 'sct_timm' / 'configs'
+RECIPE = {'scales': [64, 48, 32], 'scale_jitter': 0.5, 'scale_jitter_dist': 'uniform', 'scale_distill': 0.0}
+# what a plain baseline config may set differently from its SCT config: the model and everything S-BN
+SCT_ONLY = {'model', 'norm', 'scales', 'scale_jitter', 'scale_jitter_dist', 'scale_distill'}
+
+
+@pytest.fixture(scope='module')
+def zoo():
+    spec = importlib.util.spec_from_file_location('zoo', ROOT / 'benchmarks' / 'zoo.py')
+    module = importlib.util.module_from_spec(spec)
+    sys.modules['zoo'] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop('zoo', None)
+
+
+def _paths(tmp_path: Path) -> list:
+    return ['--output', str(tmp_path / 'runs'), '--results', str(tmp_path / 'res'), '--hub-dir', str(tmp_path / 'hub')]
+
+
+def _commands(zoo, argv, capsys) -> list:
+    assert zoo.main(['--dry-run', *argv]) == 0
+    out = capsys.readouterr().out
+    return [shlex.split(line[2:]) for line in out.splitlines() if line.startswith('$ ')], out
+
+
+def _module_argv(cmd: list, module: str) -> list:
+    assert cmd[0] == sys.executable and cmd[1:3] == ['-m', module], cmd[:3]
+    return cmd[3:]
+
+
+def _fake_run(zoo, root: Path, name: str, samples: int, epochs: int, done: int) -> Path:
+    """A training run folder as sct-train leaves it after ``done`` epochs."""
+    run = root / 'runs' / name
+    run.mkdir(parents=True)
+    (run / 'args.yaml').write_text(yaml.safe_dump({'train_num_samples': samples, 'epochs': epochs}))
+    (run / 'summary.csv').write_text('epoch,eval_top1\n' + ''.join(f'{e},50.0\n' for e in range(done)))
+    (run / 'last.pth.tar').write_bytes(b'')
+    return run
+
+
+def _fake_sweep(root: Path, name: str, top1: dict, status: str = 'complete') -> None:
+    out = root / 'res' / 'sweeps' / name
+    out.mkdir(parents=True)
+    rows = [{'model': name, 'resolution': r, 'top1': v, 'top5': min(100.0, v + 10)} for r, v in top1.items()]
+    (out / 'results.json').write_text(json.dumps({'config': {'status': status}, 'results': rows}))
+
+
+# --- the plan -------------------------------------------------------------------------------------------------------
+
+def test_dry_run_lists_the_twelve_runs(zoo, tmp_path, capsys):
+    commands, out = _commands(zoo, _paths(tmp_path), capsys)
+    trains = [_module_argv(c, 'sct_timm.train') for c in commands if c[2] == 'sct_timm.train']
+    sweeps = [_module_argv(c, 'sct_timm.bench.sweep_cli') for c in commands if c[2] == 'sct_timm.bench.sweep_cli']
+    assert len(trains) == len(sweeps) == len(commands) // 2 == 12
+    expected = {
+        'resnet18': ('sct_resnet18', 'resnet18'), 'resnet50': ('sct_resnet50', 'resnet50'),
+        'mobilenetv2': ('sct_mobilenetv2', 'mobilenetv2_100'),
+    }
+    seen = set()
+    for argv in trains:
+        _, args = train_args.parse_args(argv)  # sct-train's own parser accepts the command as the driver wrote it
+        arch, _, kind = args.experiment.partition('_')
+        sct_model, plain_model = expected[arch]
+        budget = zoo.ARCHS[arch]
+        assert (args.train_num_samples, args.epochs) == (budget.train_samples, budget.epochs)
+        assert args.seed == 42 and args.checkpoint_hist == 1 and args.device == 'cpu' and not args.resume
+        assert args.output == str(tmp_path / 'runs') and args.dataset == 'fmnist'
+        if kind == 'sct':
+            assert argv[:2] == ['-c', f'sct_timm/configs/{sct_model}_fmnist.yaml'] and '--scales' not in argv
+            assert args.model == sct_model and {k: getattr(args, k) for k in RECIPE} == RECIPE
+        else:
+            assert argv[:2] == ['-c', f'sct_timm/configs/{plain_model}_r64_fmnist.yaml']
+            assert args.model == plain_model and args.norm == 'bn' and args.scales == [int(kind[len('plain_r'):])]
+        seen.add((arch, kind))
+    assert seen == {(a, k) for a in expected for k in ('sct', 'plain_r64', 'plain_r48', 'plain_r32')}
+    for argv in sweeps:
+        _, args = sweep_cli.parse_args(argv)
+        assert args.resolutions == [32, 40, 48, 56, 64, 72, 80, 96] and args.num_samples is None  # all 10k
+        assert args.model[0].endswith(f"{args.label[0]}/last.pth.tar")
+    # the plan fits the issue's budget: about two hours of uncontended 2-core compute
+    total = float(out.rsplit('= ', 1)[1].split()[0])
+    assert 100 <= total <= 125, out
+
+
+def test_budget_overrides_and_stage_commands(zoo, tmp_path, capsys):
+    argv = [*_paths(tmp_path), '--archs', 'mobilenetv2', '--train-samples', '128', '--epochs', '3',
+            '--test-sizes', '32,64', '--test-samples', '50']
+    commands, _ = _commands(zoo, argv, capsys)
+    assert len(commands) == 8
+    for cmd in commands:
+        if cmd[2] == 'sct_timm.train':
+            _, args = train_args.parse_args(_module_argv(cmd, 'sct_timm.train'))
+            assert (args.train_num_samples, args.epochs) == (128, 3)
+        else:
+            _, args = sweep_cli.parse_args(_module_argv(cmd, 'sct_timm.bench.sweep_cli'))
+            assert args.resolutions == [32, 64] and args.num_samples == 50
+    stage, _ = _commands(zoo, [*argv, '--stage'], capsys)
+    assert len(stage) == 1
+    args = hub_cli.build_parser().parse_args(_module_argv(stage[0], 'sct_timm.hub'))
+    assert args.command == 'stage' and args.dtype == 'float16' and args.tag == 'sct3j_fmnist'
+    assert args.checkpoint == str(tmp_path / 'runs' / 'mobilenetv2_sct' / 'last.pth.tar')
+    assert args.results_model == 'mobilenetv2_sct' and args.hub_dir == str(tmp_path / 'hub')
+
+
+def test_resume_skips_what_is_done(zoo, tmp_path, capsys):
+    samples, epochs = zoo.ARCHS['resnet18'].train_samples, zoo.ARCHS['resnet18'].epochs
+    partial = _fake_run(zoo, tmp_path, 'resnet18_sct', samples, epochs, done=epochs - 1)
+    _fake_run(zoo, tmp_path, 'resnet18_plain_r64', samples, epochs, done=epochs)  # trained, not swept
+    _fake_run(zoo, tmp_path, 'resnet18_plain_r48', samples, epochs, done=epochs)
+    _fake_sweep(tmp_path, 'resnet18_plain_r48', {32: 80.0})  # trained and swept: done
+    _fake_sweep(tmp_path, 'resnet18_plain_r32', {32: 80.0}, status='running')  # cut short: all again
+    commands, _ = _commands(zoo, [*_paths(tmp_path), '--archs', 'resnet18'], capsys)
+    listed = [(c[2], c[c.index('--experiment') + 1] if '--experiment' in c else c[c.index('--label') + 1])
+              for c in commands]
+    assert listed == [('sct_timm.train', 'resnet18_sct'), ('sct_timm.bench.sweep_cli', 'resnet18_sct'),
+                      ('sct_timm.bench.sweep_cli', 'resnet18_plain_r64'),
+                      ('sct_timm.train', 'resnet18_plain_r32'), ('sct_timm.bench.sweep_cli', 'resnet18_plain_r32')]
+    assert commands[0][-2:] == ['--resume', str(partial / 'last.pth.tar')]
+    # a run started under another budget is never resumed with this one
+    with pytest.raises(SystemExit, match='resnet18_sct was trained with .* not 64 x'):
+        zoo.main(['--dry-run', *_paths(tmp_path), '--archs', 'resnet18', '--train-samples', '64'])
+
+
+def test_stage_needs_a_trained_and_swept_model(zoo, tmp_path):
+    with pytest.raises(SystemExit, match='cannot stage resnet50_sct: not trained and not swept'):
+        zoo.main(['--stage', *_paths(tmp_path), '--archs', 'resnet50'])
+
+
+# --- the report -----------------------------------------------------------------------------------------------------
+
+def test_report_compares_sct_with_the_best_dedicated_model(zoo, tmp_path, capsys):
+    sizes = (32, 40, 48, 56, 64, 96)
+    _fake_sweep(tmp_path, 'resnet18_sct', {32: 85.0, 40: 83.0, 48: 86.0, 56: 84.0, 64: 88.0, 96: 70.0})
+    _fake_sweep(tmp_path, 'resnet18_plain_r64', {s: 60.0 for s in sizes} | {64: 89.0, 56: 86.0, 96: 75.0})
+    _fake_sweep(tmp_path, 'resnet18_plain_r48', {s: 60.0 for s in sizes} | {48: 85.0, 40: 84.0})
+    _fake_sweep(tmp_path, 'resnet18_plain_r32', {s: 60.0 for s in sizes} | {32: 84.0})
+    _fake_sweep(tmp_path, 'resnet50_sct', {32: 1.0}, status='running')  # not a row of the table
+    assert zoo.main(['--report-only', *_paths(tmp_path)]) == 0
+    res = tmp_path / 'res'
+    doc = json.loads((res / 'zoo.json').read_text())
+    assert set(doc['archs']) == {'resnet18'} and doc['test_images'] == 10000
+    entry = doc['archs']['resnet18']
+    assert set(entry['rows']) == {'sct', 'plain_r64', 'plain_r48', 'plain_r32'}
+    assert entry['rows']['plain_r48']['flags'] == ['--scales', '48'] and entry['rows']['sct']['top5']['32'] == 95.0
+    assert entry['comparison']['40'] == {'sct_top1': 83.0, 'sct_top5': 93.0, 'best_dedicated': 'plain_r48',
+                                         'dedicated_top1': 84.0, 'dedicated_top5': 94.0, 'delta_top1': -1.0}
+    assert entry['comparison']['96']['best_dedicated'] == 'plain_r64'
+    assert entry['comparison']['96']['delta_top1'] == pytest.approx(-5.0)
+    margins = entry['targets']
+    assert margins['at_scales'] == pytest.approx(88.0 - 89.0)  # 64 px is the worst of 32/48/64
+    assert margins['between'] == pytest.approx(84.0 - 86.0 + 2.0)  # 56 px against plain_r64
+    assert margins['neighbours'] == pytest.approx(83.0 - 85.0 + 5.0)  # 40 px against 32 px (the lower of 32, 48)
+    table = (res / 'zoo.md').read_text()
+    assert '| resnet18 (plain_r48) | 60.00 / 70.00 | 84.00 / 94.00 | 85.00 / 95.00 |' in table
+    assert '| SCT - best dedicated | +1.00 | -1.00 | +1.00 | -2.00 | -1.00 | -5.00 |' in table
+    assert 'resnet50' not in table
+    assert (res / 'accuracy_vs_resolution_resnet18.png').stat().st_size > 0
+    assert not (res / 'accuracy_vs_resolution_resnet50.png').exists()
+
+
+def test_report_without_sweeps_is_an_error(zoo, tmp_path):
+    with pytest.raises(SystemExit, match='no finished sweeps'):
+        zoo.main(['--report-only', *_paths(tmp_path)])
+
+
+# --- the configs ----------------------------------------------------------------------------------------------------
+
+def _config(name: str) -> dict:
+    return yaml.safe_load((CONFIGS / name).read_text())
+
+
+@pytest.mark.parametrize('arch', ['sct_resnet18', 'sct_resnet50', 'sct_mobilenetv2'])
+def test_sct_configs_set_the_recipe(arch):
+    _, args = train_args.parse_args(['-c', str(CONFIGS / f'{arch}_fmnist.yaml')])
+    assert args.model == arch and args.dataset == 'fmnist' and args.in_chans == 1 and args.num_classes == 10
+    assert {k: getattr(args, k) for k in RECIPE} == RECIPE
+    # the same recipe as resnet18's, except MobileNetV2's own lr and weight decay (said why in the file)
+    reference, config = _config('sct_resnet18_fmnist.yaml'), _config(f'{arch}_fmnist.yaml')
+    differ = {k for k in reference.keys() | config.keys() if reference.get(k) != config.get(k)}
+    assert differ == {'sct_resnet18': set(), 'sct_resnet50': {'model'},
+                      'sct_mobilenetv2': {'model', 'lr', 'weight_decay'}}[arch]
+    if arch == 'sct_mobilenetv2':
+        assert (args.lr, args.weight_decay) == (0.05, 4e-5)
+
+
+@pytest.mark.parametrize('sct, plain', [('sct_resnet18', 'resnet18'), ('sct_resnet50', 'resnet50'),
+                                        ('sct_mobilenetv2', 'mobilenetv2_100')])
+def test_plain_configs_match_their_sct_recipe(sct, plain):
+    _, args = train_args.parse_args(['-c', str(CONFIGS / f'{plain}_r64_fmnist.yaml'), '--scales', '48'])
+    assert args.model == plain and args.norm == 'bn' and args.scales == [48] and args.scale_jitter == 0.0
+    sct_config, config = _config(f'{sct}_fmnist.yaml'), _config(f'{plain}_r64_fmnist.yaml')
+    assert {k: v for k, v in config.items() if k not in SCT_ONLY} == \
+        {k: v for k, v in sct_config.items() if k not in SCT_ONLY}
+
+
+# --- end to end -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_tiny_zoo_trains_sweeps_reports_stages_and_resumes(zoo, tmp_path, capsys):
+    argv = [*_paths(tmp_path), '--archs', 'resnet18', '--train-samples', '128', '--epochs', '1', '--val-samples',
+            '32', '--test-samples', '64', '--test-sizes', '32,64']
+    assert zoo.main(argv) == 0
+    assert zoo.main([*argv, '--stage']) == 0
+    out = capsys.readouterr().out
+    assert out.count('$ ') == 9  # 4 trainings, 4 sweeps, 1 staging
+    runs, res = tmp_path / 'runs', tmp_path / 'res'
+    doc = json.loads((res / 'zoo.json').read_text())['archs']['resnet18']
+    assert set(doc['rows']) == {'sct', 'plain_r64', 'plain_r48', 'plain_r32'}
+    assert all(set(row['top1']) == {'32', '64'} for row in doc['rows'].values())
+    assert set(doc['comparison']) == {'32', '64'} and set(doc['targets']) == {'at_scales', 'neighbours'}
+    assert (res / 'accuracy_vs_resolution_resnet18.png').is_file()
+    staged = tmp_path / 'hub' / 'sct_resnet18.sct3j_fmnist'
+    config = json.loads((staged / 'config.json').read_text())
+    assert config['model_args']['scales'] == [64, 48, 32] and config['sct']['storage_dtype'] == 'float16'
+    with safetensors.safe_open(staged / 'model.safetensors', 'pt') as f:
+        assert f.get_tensor('conv1.weight').dtype == torch.float16
+    staged_rows = json.loads((staged / 'results.json').read_text())['results']
+    assert sorted(r['resolution'] for r in staged_rows) == [32, 64]
+    # nothing left to do: a second invocation of both stages runs no command and rewrites no result
+    before = {p: p.stat().st_mtime_ns for p in [*runs.rglob('*'), *(res / 'sweeps').rglob('*'), *staged.rglob('*')]}
+    assert zoo.main(argv) == 0 and zoo.main([*argv, '--stage']) == 0
+    assert '$ ' not in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in before} == before
