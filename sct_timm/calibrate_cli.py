@@ -4,7 +4,12 @@
         --num-batches 50 --output output/train/run/calibrated.pth.tar
 
 The size distribution defaults to the run's own (``scale_jitter``, ``scale_jitter_dist``, ``scale_interpolation`` in
-the checkpoint's args). The output is a timm-style checkpoint (``state_dict``, ``args``) that ``sct-bench``,
+the checkpoint's args). ``--scales`` converts with no training: a plain BatchNorm checkpoint (every scale starts from
+its statistics) or an SCT one becomes an S-BN model at those scales, whose statistics are then calibrated:
+
+    sct-calibrate --model sct_resnet18 --checkpoint output/train/plain/last.pth.tar --scales 64 48 32 \\
+        --scale-jitter 0.5 --dataset fmnist --output output/train/plain/sbn_calibrated.pth.tar
+ The output is a timm-style checkpoint (``state_dict``, ``args``) that ``sct-bench``,
 ``sct-hub stage`` and ``sct-train --initial-checkpoint`` read like the input.
 """
 import argparse
@@ -16,13 +21,15 @@ from typing import Optional, Sequence
 
 import torch
 
+from .bench.models import data_overrides
 from .calibrate import calibrate
 from .checkpoint import create_model_from_checkpoint, read_checkpoint
 from .convert import get_scales
 from .datasets import FMNIST_DIR, create_dataset, image_mode_for, is_fmnist
 from .evaluate import create_eval_loader, eval_data_config
 from .scale_collection import INTERPOLATION_MODES, JITTER_DISTRIBUTIONS
-from .utils import CLIError, atomic_write_bytes, cli_main, one_line, setup_logging
+from .scales import resolve_scales
+from .utils import CLIError, ListAction, atomic_write_bytes, cli_main, one_line, setup_logging
 
 __all__ = ['build_parser', 'main']
 
@@ -35,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--model', required=True, metavar='MODEL', help='timm model name (an sct_* model)')
     parser.add_argument('--checkpoint', required=True, metavar='PATH', help='training checkpoint or .safetensors')
     parser.add_argument('--use-ema', action='store_true', help="calibrate the checkpoint's EMA weights")
+    parser.add_argument('--scales', action=ListAction, metavar='SIZE',
+                        help="S-BN scales to build (a preset or sizes, space- or comma-separated; default: the "
+                             "checkpoint's): converts a plain BatchNorm checkpoint with no training")
     parser.add_argument('--output', required=True, metavar='PATH', help='calibrated checkpoint to write')
     parser.add_argument('--force', action='store_true', help='replace an existing --output')
     parser.add_argument('--dataset', default='', metavar='NAME', help='timm dataset spec, or fmnist')
@@ -63,7 +73,13 @@ def run(args: argparse.Namespace) -> Path:
     if args.scale_jitter is not None and not 0.0 <= args.scale_jitter <= 1.0:
         raise CLIError(f'--scale-jitter must be a probability in [0, 1], got {args.scale_jitter}')
     checkpoint = read_checkpoint(args.checkpoint, use_ema=args.use_ema)
-    model = create_model_from_checkpoint(args.model, checkpoint)
+    kwargs = {}
+    if args.scales:
+        try:
+            kwargs['scales'] = resolve_scales(args.scales)
+        except ValueError as e:
+            raise CLIError(f'--scales: {one_line(e)}') from None
+    model = create_model_from_checkpoint(args.model, checkpoint, **kwargs)
     try:
         scales = get_scales(model)
     except ValueError as e:
@@ -81,7 +97,8 @@ def run(args: argparse.Namespace) -> Path:
         data = create_dataset(dataset, root=root, split=args.split, input_img_mode=image_mode_for(in_chans))
     except (OSError, ValueError, RuntimeError) as e:
         raise CLIError(f'cannot open data set {dataset!r} at {root}: {one_line(e)}') from None
-    overrides = {k: run_args[k] for k in ('mean', 'std') if run_args.get(k)}
+    # the run's mean/std, else Fashion-MNIST's for a 1-channel model on it, as sct-bench normalises
+    overrides = data_overrides(model, dataset, {k: run_args.get(k) or None for k in ('mean', 'std')})
     config = eval_data_config(model, max(scales), **overrides)
     # the eval loader sets timm's eval transform on the data; it does not shuffle, and the first N images of an
     # ImageFolder are a few classes, so the statistics come from a seeded random sample of the split instead
@@ -99,9 +116,13 @@ def run(args: argparse.Namespace) -> Path:
         raise CLIError(one_line(e)) from None
     record = dict(checkpoint=str(checkpoint.path), weights=checkpoint.weights, dataset=dataset, split=args.split,
                   num_batches=args.num_batches, batch_size=args.batch_size, scale_jitter=jitter,
-                  scale_jitter_dist=dist, scale_interpolation=interpolation, seed=args.seed)
+                  scale_jitter_dist=dist, scale_interpolation=interpolation, seed=args.seed,
+                  converted_from=None if run_args.get('norm', 'sbn') == 'sbn' else run_args.get('model'))
     buffer = io.BytesIO()
-    torch.save({'arch': checkpoint.arch or args.model, 'epoch': checkpoint.epoch, 'args': run_args,
+    # the saved args describe the calibrated model (a converted plain checkpoint's run was a BatchNorm model), so every
+    # command that reads it rebuilds the same S-BN model
+    saved_args = {**run_args, 'model': args.model, 'norm': 'sbn', 'scales': list(scales)}
+    torch.save({'arch': args.model, 'epoch': checkpoint.epoch, 'args': saved_args,
                 'state_dict': model.cpu().state_dict(), 'calibration': record}, buffer)
     atomic_write_bytes(output, buffer.getvalue())
     _logger.info(f'calibrated {args.model} scales {list(scales)} on {args.num_batches} batches of {args.batch_size} '

@@ -19,7 +19,7 @@ from sct_timm.task import SCTClassificationTask
 
 from helpers import randomize_scales
 
-MODELS = ['sct_resnet18', 'sct_mobilenetv2']
+MODELS = ['sct_resnet18', 'sct_mobilenetv2', 'sct_efficientnet_b0', 'sct_regnetx_002']
 
 
 def _model(name, scales, seed=0):
@@ -240,3 +240,35 @@ def test_train_with_every_lever_then_calibrate(tmp_path, capsys):
     # gradient checkpointing cannot recall a close set's per-forward decision: refused up front
     assert train.main([*argv[:-1], 'checkpointed', '--grad-checkpointing']) == 2
     assert '--grad-checkpointing does not work with scales' in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path(FMNIST_DIR).is_dir(), reason='needs apt-get install dataset-fashion-mnist')
+def test_calibrate_converts_a_plain_checkpoint(tmp_path, capsys):
+    """Zero-training conversion: a plain BatchNorm checkpoint becomes an S-BN model with calibrated statistics."""
+    torch.manual_seed(0)
+    plain = timm.create_model('resnet18', num_classes=10, in_chans=1)
+    source = tmp_path / 'plain.pth.tar'
+    torch.save({'arch': 'resnet18', 'state_dict': plain.state_dict(),
+                'args': {'model': 'resnet18', 'norm': 'bn', 'scales': [64], 'dataset': 'fmnist',
+                         'num_classes': 10, 'in_chans': 1}}, source)
+    out = tmp_path / 'sbn.pth.tar'
+    cal = ['--model', 'sct_resnet18', '--checkpoint', str(source), '--scales', '64', '48', '32', '--scale-jitter',
+           '0.5', '--num-batches', '2', '-b', '8', '-j', '0', '--output', str(out)]
+    assert calibrate_main(cal) == 0
+    model = sct_timm.checkpoint.create_model_from_checkpoint('sct_resnet18', out)  # scales from the saved args
+    assert sct_timm.get_scales(model) == (64, 48, 32)
+    assert torch.equal(model.conv1.weight, plain.conv1.weight)
+    assert model.bn1.num_batches_tracked.tolist() == [2, 2, 2]
+    means = model.bn1.running_mean.view(3, -1)
+    assert not torch.allclose(means[0], plain.bn1.running_mean) and not torch.allclose(means[0], means[2])
+    assert torch.load(out, weights_only=True)['calibration']['converted_from'] == 'resnet18'
+    capsys.readouterr()
+    assert calibrate_main([*cal[:5], 'sct_b', *cal[8:-1], str(tmp_path / 'bad.pth')]) == 2
+    assert '--scales: unknown scale preset' in capsys.readouterr().err
+
+
+def test_sweep_scales_take_timm_list_forms():
+    from sct_timm.bench.sweep_cli import parse_args
+    for form in (['64', '32'], ['64,32']):
+        _, args = parse_args(['--model', 'sct_resnet18', '--scales', *form, '--resolutions', '32', '64'])
+        assert sct_timm.resolve_scales(args.scales) == (64, 32)

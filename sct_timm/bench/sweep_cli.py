@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     group = parser.add_argument_group('SCT')
     group.add_argument(
-        '--scales', default=None,
-        help='training scales of registry sct_* models: preset name or comma-separated sizes (default: from the '
+        '--scales', action=ListAction, default=None, metavar='SIZE',
+        help='training scales of registry sct_* models: a preset name or sizes, space- or comma-separated (default: from the '
              "checkpoint's args, else the model's preset); plain models and hf-hub/local-dir sources ignore it")
 
     group = parser.add_argument_group('Data')
