@@ -15,14 +15,15 @@ so the whole table is ``python benchmarks/ablation.py`` however often it is inte
 Usage: python benchmarks/ablation.py [--rows NAME ...] [--train-only | --report-only]
 """
 import argparse
-import csv
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runs import epochs_done, run_logged  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCT_CONFIG = 'sct_timm/configs/sct_resnet18_fmnist.yaml'
@@ -49,10 +50,11 @@ ROWS: Dict[str, tuple] = {
     'sct_distill': (SCT_CONFIG, sct_flags(distill=0.5), 42),
     'sct_weights': (SCT_CONFIG, sct_flags(weights='2,1'), 42),
     'sct_s43': (SCT_CONFIG, sct_flags(), 43),
-    'sct3_jitter_distill_s43': (SCT_CONFIG, sct_flags('64,48,32', jitter=0.5, distill=0.5), 43),
     'sct3_jitter_s43': (SCT_CONFIG, sct_flags('64,48,32', jitter=0.5), 43),
     'sct3_jitter_low': (SCT_CONFIG, sct_flags('64,48,32', jitter=0.5, dist='low'), 42),
     'sct3': (SCT_CONFIG, sct_flags('64,48,32'), 42),
+    'sct3_jitter_keep75': (SCT_CONFIG, sct_flags('64,48,32', jitter=0.25), 42),
+    'sct3_jitter_weights': (SCT_CONFIG, sct_flags('64,48,32', jitter=0.5, weights='2,1,1'), 42),
 }
 # name -> (trained row, --scale-jitter of the draw): the trained row's final weights with every scale's statistics
 # re-estimated by sct-calibrate (post-training calibration, no training)
@@ -71,23 +73,6 @@ def _seed(name: str) -> int:
     return ROWS[CALIBRATED[name][0] if name in CALIBRATED else name][2]
 
 
-def _run(cmd: Sequence[str], log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    print('$', ' '.join(cmd), flush=True)
-    with open(log, 'a') as f:
-        code = subprocess.call(list(cmd), stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
-    if code:
-        raise SystemExit(f'ablation: command failed with status {code}, see {log}')
-
-
-def _epochs_done(run_dir: Path) -> int:
-    summary = run_dir / 'summary.csv'
-    if not summary.is_file():
-        return 0
-    with open(summary) as f:
-        return sum(1 for _ in csv.DictReader(f))
-
-
 def calibrate_row(name: str, args: argparse.Namespace) -> float:
     source, jitter = CALIBRATED[name]
     train_row(source, args)
@@ -95,7 +80,7 @@ def calibrate_row(name: str, args: argparse.Namespace) -> float:
     if output.is_file():
         return 0.0
     start = time.time()
-    _run([sys.executable, '-m', 'sct_timm.calibrate_cli', '--model', 'sct_resnet18', '--checkpoint',
+    run_logged([sys.executable, '-m', 'sct_timm.calibrate_cli', '--model', 'sct_resnet18', '--checkpoint',
           str(Path(args.output) / source / 'last.pth.tar'), '--dataset', 'fmnist', '--scale-jitter', str(jitter),
           '--num-batches', str(CALIBRATE_BATCHES), '--device', args.device, '--output', str(output)], output.parent / 'calibrate.log')
     seconds = time.time() - start
@@ -108,7 +93,7 @@ def train_row(name: str, args: argparse.Namespace) -> float:
         return calibrate_row(name, args)
     config, flags, seed = ROWS[name]
     run_dir = Path(args.output) / name
-    if _epochs_done(run_dir) >= args.epochs and (run_dir / 'last.pth.tar').is_file():
+    if epochs_done(run_dir) >= args.epochs and (run_dir / 'last.pth.tar').is_file():
         return 0.0
     cmd = [sys.executable, '-m', 'sct_timm.train', '-c', config, *flags, '--seed', str(seed),
            '--train-num-samples', str(args.train_samples), '--val-num-samples', str(args.val_samples),
@@ -117,7 +102,7 @@ def train_row(name: str, args: argparse.Namespace) -> float:
     if (run_dir / 'last.pth.tar').is_file():
         cmd += ['--resume', str(run_dir / 'last.pth.tar')]
     start = time.time()
-    _run(cmd, run_dir / 'train.log')
+    run_logged(cmd, run_dir / 'train.log')
     seconds = time.time() - start
     with open(run_dir / 'wall_time.json', 'w') as f:
         json.dump({'seconds': seconds, 'resumed': '--resume' in cmd}, f)
@@ -140,7 +125,7 @@ def sweep_row(name: str, args: argparse.Namespace) -> Path:
         return out
     model = 'resnet18' if name.startswith('plain_') else 'sct_resnet18'
     checkpoint = Path(args.output) / name / 'last.pth.tar'
-    _run([sys.executable, '-m', 'sct_timm.bench.sweep_cli', '--model', f'{model}={checkpoint}', '--label', name,
+    run_logged([sys.executable, '-m', 'sct_timm.bench.sweep_cli', '--model', f'{model}={checkpoint}', '--label', name,
           '--dataset', 'fmnist', '--resolutions', *map(str, TEST_SIZES), '--crop-pct', '0.875',
           '--interpolation', 'bilinear', '--device', args.device, '--latency-runs', '0',
           '--throughput-batch-size', '0', '--no-plots', '--output', str(out)], out / 'sweep.log')
@@ -263,7 +248,7 @@ def _plot(table: Dict[str, Dict[int, List[float]]], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--rows', nargs='+', default=ALL_ROWS, choices=ALL_ROWS, metavar='NAME')
     parser.add_argument('--train-samples', type=int, default=10000)
@@ -275,7 +260,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument('--train-only', action='store_true')
     mode.add_argument('--report-only', action='store_true')
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     if not args.report_only:
         for name in args.rows:
             if _swept(name, args) is not None:

@@ -50,10 +50,8 @@ Usage: python benchmarks/zoo.py [--archs ARCH ...] [--rows ROW ...] [--train-onl
                                 [--dry-run] [--device cpu] [--train-samples N] [--epochs N]
 """
 import argparse
-import csv
 import json
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -61,6 +59,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _runs import epochs_done, run_logged  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = 'sct_timm/configs'
@@ -145,33 +146,10 @@ def _budget(row: Row, args: argparse.Namespace) -> Tuple[int, int]:
     return args.train_samples or row.spec.train_samples, args.epochs or row.spec.epochs
 
 
-def _run(cmd: Sequence[str], log: Path) -> None:
-    """Run one command with its output appended to ``log``: a failure stops the driver and names the log.
-
-    ablation.py has the same helper; it is not imported because that script is edited while its own runs go on, and
-    its error messages name it.
-    """
-    log.parent.mkdir(parents=True, exist_ok=True)
-    print('$', shlex.join(cmd), flush=True)
-    with open(log, 'a') as f:
-        code = subprocess.call(list(cmd), stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
-    if code:
-        raise SystemExit(f'zoo: command failed with status {code}, see {log}')
-
-
-def _epochs_done(run_dir: Path) -> int:
-    """Epochs a run finished: one ``summary.csv`` line each, written together with that epoch's checkpoint."""
-    summary = run_dir / 'summary.csv'
-    if not summary.is_file():
-        return 0
-    with open(summary) as f:
-        return sum(1 for _ in csv.DictReader(f))
-
-
 def _trained(row: Row, args: argparse.Namespace) -> bool:
     _check_budget(row, args)
     run_dir = Path(args.output) / row.name
-    return (run_dir / 'last.pth.tar').is_file() and _epochs_done(run_dir) >= _budget(row, args)[1]
+    return (run_dir / 'last.pth.tar').is_file() and epochs_done(run_dir) >= _budget(row, args)[1]
 
 
 def _check_budget(row: Row, args: argparse.Namespace) -> None:
@@ -203,7 +181,7 @@ def train_row(row: Row, args: argparse.Namespace) -> None:
     run_dir = Path(args.output) / row.name
     cmd = train_command(row, args)
     start = time.time()
-    _run(cmd, run_dir / 'train.log')
+    run_logged(cmd, run_dir / 'train.log')
     # wall time summed over resumed invocations, so a row's cost is known however often it was interrupted
     wall = run_dir / 'wall_time.json'
     before = json.loads(wall.read_text()) if wall.is_file() else {'seconds': 0.0, 'invocations': 0}
@@ -240,7 +218,7 @@ def sweep_command(row: Row, args: argparse.Namespace) -> List[str]:
 
 def sweep_row(row: Row, args: argparse.Namespace) -> None:
     if _swept(row, args) is None:
-        _run(sweep_command(row, args), _sweep_path(row, args).parent / 'sweep.log')
+        run_logged(sweep_command(row, args), _sweep_path(row, args).parent / 'sweep.log')
 
 
 def _staged_dir(row: Row, args: argparse.Namespace) -> Path:
@@ -262,7 +240,7 @@ def stage_row(row: Row, args: argparse.Namespace) -> None:
                if not ok]
     if missing:
         raise SystemExit(f"zoo: cannot stage {row.name}: not {' and not '.join(missing)} yet (run the zoo first)")
-    _run(stage_command(row, args), Path(args.output) / row.name / 'stage.log')
+    run_logged(stage_command(row, args), Path(args.output) / row.name / 'stage.log')
 
 
 def _pixels(sizes: Sequence[int]) -> float:
@@ -279,7 +257,7 @@ def projected_seconds(row: Row, args: argparse.Namespace) -> Dict[str, float]:
     return {'train': START_S + train + validate, 'sweep': START_S + sweep}
 
 
-def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
+def dryrun_logged(rows: Sequence[Row], args: argparse.Namespace) -> None:
     """Print what this invocation would run, then the projected budget of every selected row (done or not)."""
     for row in rows:
         if args.stage:
@@ -498,7 +476,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         setattr(args, key, Path(value).resolve() if value else ROOT / default)
     rows = _rows(args)
     if args.dry_run:
-        dry_run(rows, args)
+        dryrun_logged(rows, args)
         return 0
     if args.stage:
         for row in rows:
