@@ -1,6 +1,8 @@
 """Helpers the benchmark drivers (ablation.py, conversion.py, zoo.py) share: running one step with its log, and
 reading how far a resumable training run got."""
+import argparse
 import csv
+import os
 import shlex
 import subprocess
 import sys
@@ -8,6 +10,20 @@ from pathlib import Path
 from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_in_repo(args: argparse.Namespace, *keys: str) -> argparse.Namespace:
+    """Make the path arguments ``keys`` relative to the repository root, then work from there.
+
+    Every step runs in the repository (configs and data paths are repo-relative), and the drivers test for finished
+    runs with the same paths they hand those steps: a path given relative to where the driver was started is first
+    made absolute, and kept relative to the root when it lies inside it (so result files name repo paths).
+    """
+    for key in keys:
+        path = Path(getattr(args, key)).resolve()
+        setattr(args, key, str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path))
+    os.chdir(ROOT)
+    return args
 
 
 def run_logged(cmd: Sequence[str], log: Path) -> None:

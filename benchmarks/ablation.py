@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import epochs_done, run_logged  # noqa: E402
+from _runs import ROOT, epochs_done, run_in_repo, run_logged  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 SCT_CONFIG = 'sct_timm/configs/sct_resnet18_fmnist.yaml'
 PLAIN_CONFIG = 'sct_timm/configs/resnet18_r64_fmnist.yaml'
 TEST_SIZES = (32, 36, 40, 44, 48, 52, 56, 60, 64, 72, 80)
@@ -104,8 +103,10 @@ def train_row(name: str, args: argparse.Namespace) -> float:
     start = time.time()
     run_logged(cmd, run_dir / 'train.log')
     seconds = time.time() - start
-    with open(run_dir / 'wall_time.json', 'w') as f:
-        json.dump({'seconds': seconds, 'resumed': '--resume' in cmd}, f)
+    wall = run_dir / 'wall_time.json'
+    if '--resume' in cmd and wall.is_file():  # a resumed run adds its time to the earlier invocations'
+        seconds += json.loads(wall.read_text())['seconds']
+    wall.write_text(json.dumps({'seconds': seconds, 'resumed': '--resume' in cmd}))
     return seconds
 
 
@@ -255,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--val-samples', type=int, default=2000)
     parser.add_argument('--epochs', type=int, default=5)
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--output', default='output/ablation', help='training runs')
-    parser.add_argument('--results', default='benchmarks/results/ablation_fmnist_cpu', help='result files')
+    parser.add_argument('--output', default=str(ROOT / 'output/ablation'), help='training runs')
+    parser.add_argument('--results', default=str(ROOT / 'benchmarks/results/ablation_fmnist_cpu'), help='result files')
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument('--train-only', action='store_true')
     mode.add_argument('--report-only', action='store_true')
@@ -264,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = run_in_repo(build_parser().parse_args(argv), 'output', 'results')
     if not args.report_only:
         for name in args.rows:
             if _swept(name, args) is not None:

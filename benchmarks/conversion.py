@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ablation  # noqa: E402  (the sibling script: its rows, training and sweep steps)
-from _runs import epochs_done, run_logged  # noqa: E402
+from _runs import ROOT, epochs_done, run_in_repo, run_logged  # noqa: E402
 
 SOURCE = 'plain_r64'      # the plain model converted
 SCRATCH = 'sct3_jitter'   # SCT trained from scratch with the recipe the fine-tune uses
@@ -89,6 +89,8 @@ def report(args: argparse.Namespace) -> dict:
     costs = json.loads((Path(args.results) / 'costs.json').read_text()) if (Path(args.results) / 'costs.json').is_file() else {}
     doc = {'source': SOURCE, 'scratch': SCRATCH, 'gain_sizes': gain_sizes, 'top1': rows, 'recovered': {},
            'costs': costs}
+    if not gain_sizes:
+        raise SystemExit(f'conversion: {SCRATCH} gains nothing over {SOURCE} at any size: no fraction to report')
     for name in ROWS:
         per_size = {r: (rows[name][r] - plain[r]) / (scratch[r] - plain[r]) for r in gain_sizes}
         total = sum(rows[name][r] - plain[r] for r in gain_sizes) / sum(scratch[r] - plain[r] for r in gain_sizes)
@@ -137,9 +139,10 @@ def _plot(rows: Dict[str, Dict[int, float]], path: Path) -> None:
 
 
 def _record_cost(args: argparse.Namespace, name: str, seconds: float, train_images: int) -> None:
+    """Keep ``name``'s cost in ``costs.json``; a step skipped because its output was there (0 s) records nothing."""
     path = Path(args.results) / 'costs.json'
     costs = json.loads(path.read_text()) if path.is_file() else {}
-    if seconds or name not in costs:
+    if seconds:
         costs[name] = {'seconds': seconds, 'train_images': train_images}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(costs, indent=2) + '\n')
@@ -148,11 +151,12 @@ def _record_cost(args: argparse.Namespace, name: str, seconds: float, train_imag
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--output', default='output/conversion', help='converted checkpoints')
-    parser.add_argument('--results', default='benchmarks/results/conversion_fmnist_cpu', help='result files')
+    parser.add_argument('--output', default=str(ROOT / 'output/conversion'), help='converted checkpoints')
+    parser.add_argument('--results', default=str(ROOT / 'benchmarks/results/conversion_fmnist_cpu'), help='result files')
     parser.add_argument('--report-only', action='store_true')
     args = parser.parse_args(argv)
-    args.ablation = ablation.build_parser().parse_args(['--device', args.device])
+    args = run_in_repo(args, 'output', 'results')
+    args.ablation = run_in_repo(ablation.build_parser().parse_args(['--device', args.device]), 'output', 'results')
     if not args.report_only:
         n = args.ablation.train_samples
         for name, convert, images in (('convert_calib', convert_calib, 0),
@@ -162,7 +166,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             _record_cost(args, name, convert(args), images)
             ablation.sweep_row(name, argparse.Namespace(**{**vars(args.ablation), 'output': args.output,
                                                             'results': args.results}))
-        scratch = json.loads((Path(args.ablation.results) / 'ablation.json').read_text())['rows'][SCRATCH]
+        summary = Path(args.ablation.results) / 'ablation.json'
+        if not summary.is_file():
+            raise SystemExit(f'conversion: {summary} is missing: run benchmarks/ablation.py --report-only first')
+        scratch = json.loads(summary.read_text())['rows'][SCRATCH]
         _record_cost(args, SCRATCH, min(scratch['wall_seconds'], default=0.0),
                      args.ablation.train_samples * args.ablation.epochs)
     report(args)

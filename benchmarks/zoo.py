@@ -257,7 +257,7 @@ def projected_seconds(row: Row, args: argparse.Namespace) -> Dict[str, float]:
     return {'train': START_S + train + validate, 'sweep': START_S + sweep}
 
 
-def dryrun_logged(rows: Sequence[Row], args: argparse.Namespace) -> None:
+def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
     """Print what this invocation would run, then the projected budget of every selected row (done or not)."""
     for row in rows:
         if args.stage:
@@ -451,8 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--val-samples', type=int, default=1000,
                        help='test images validated after each epoch (default 1000)')
     group.add_argument('--test-samples', type=int, help=f'test images per sweep size (default: all {TEST_IMAGES})')
-    group.add_argument('--test-sizes', type=_sizes, default=list(TEST_SIZES),
-                       help=f"sweep sizes, comma-separated (default: {','.join(map(str, TEST_SIZES))})")
+    group.add_argument('--test-sizes', nargs='+', type=_sizes, default=[list(TEST_SIZES)], metavar='SIZE',
+                       help=f"sweep sizes, space- or comma-separated (default: {' '.join(map(str, TEST_SIZES))})")
     group = parser.add_argument_group('Paths')
     group.add_argument('--output', help='training runs (default: output/zoo in the repository)')
     group.add_argument('--results', help='result files (default: benchmarks/results/zoo_fmnist_<device> in the '
@@ -469,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    args.test_sizes = [size for group in args.test_sizes for size in group]
     # commands run in the repository (the configs are repo-relative): given paths are the caller's, defaults the repo's
     defaults = {'output': 'output/zoo', 'results': f'benchmarks/results/zoo_fmnist_{args.device}', 'hub_dir': 'hub'}
     for key, default in defaults.items():
@@ -476,7 +477,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         setattr(args, key, Path(value).resolve() if value else ROOT / default)
     rows = _rows(args)
     if args.dry_run:
-        dryrun_logged(rows, args)
+        dry_run(rows, args)
         return 0
     if args.stage:
         for row in rows:

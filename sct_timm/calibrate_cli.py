@@ -17,19 +17,21 @@ import io
 import logging
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
-from .bench.models import data_overrides
+from .bench.models import model_in_chans
 from .calibrate import calibrate
 from .checkpoint import create_model_from_checkpoint, read_checkpoint
 from .convert import get_scales
 from .datasets import FMNIST_DIR, create_dataset, image_mode_for, is_fmnist
-from .evaluate import create_eval_loader, eval_data_config
+from .evaluate import create_sample_loader
+from .layers import is_sbn
+from .quantize import calibration_data_config
 from .scale_collection import INTERPOLATION_MODES, JITTER_DISTRIBUTIONS
 from .scales import resolve_scales
-from .utils import CLIError, ListAction, atomic_write_bytes, cli_main, one_line, setup_logging
+from .utils import USER_ERRORS, CLIError, ListAction, atomic_write_bytes, cli_main, one_line, setup_logging
 
 __all__ = ['build_parser', 'main']
 
@@ -62,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def holds_plain_batchnorm(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module) -> bool:
+    """Whether the checkpoint's BatchNorm statistics have one value per channel (a plain model's), not one per
+    channel and scale: judged from the weights, since a bare ``.safetensors`` file has no run args to say so."""
+    for name, module in model.named_modules():
+        if is_sbn(module):
+            stats = state_dict.get(f'{name}.running_mean' if name else 'running_mean')
+            return stats is not None and stats.numel() == module.num_features
+    return False
+
+
 def run(args: argparse.Namespace) -> Path:
     output = Path(args.output)
     if output.exists() and not args.force:
@@ -84,6 +96,10 @@ def run(args: argparse.Namespace) -> Path:
         scales = get_scales(model)
     except ValueError as e:
         raise CLIError(one_line(e)) from None
+    converted = holds_plain_batchnorm(checkpoint.state_dict, model)
+    if converted and not args.scales and len(scales) > 1:
+        raise CLIError(f'{checkpoint.path}: holds plain BatchNorm weights; give the scales to convert it to with '
+                       f'--scales (e.g. --scales 64 48 32)')
     run_args = checkpoint.args
     jitter = args.scale_jitter if args.scale_jitter is not None else float(run_args.get('scale_jitter') or 0.0)
     dist = args.scale_jitter_dist or run_args.get('scale_jitter_dist') or 'uniform'
@@ -92,32 +108,28 @@ def run(args: argparse.Namespace) -> Path:
     root = args.data_dir or (FMNIST_DIR if is_fmnist(dataset) else None)
     if root is None:
         raise CLIError('no data: give --data-dir (or --dataset fmnist)')
-    in_chans = model.in_chans if isinstance(getattr(model, 'in_chans', None), int) else 3
+    in_chans = model_in_chans(model)
     try:
         data = create_dataset(dataset, root=root, split=args.split, input_img_mode=image_mode_for(in_chans))
-    except (OSError, ValueError, RuntimeError) as e:
+        # the run's mean/std, else as sct-bench normalises (Fashion-MNIST's for a 1-channel model on it, the channel
+        # average of an RGB config for other 1-channel data)
+        config = calibration_data_config(model, max(scales), dataset,
+                                         **{k: run_args.get(k) or None for k in ('mean', 'std')})
+    except USER_ERRORS as e:
         raise CLIError(f'cannot open data set {dataset!r} at {root}: {one_line(e)}') from None
-    # the run's mean/std, else Fashion-MNIST's for a 1-channel model on it, as sct-bench normalises
-    overrides = data_overrides(model, dataset, {k: run_args.get(k) or None for k in ('mean', 'std')})
-    config = eval_data_config(model, max(scales), **overrides)
-    # the eval loader sets timm's eval transform on the data; it does not shuffle, and the first N images of an
-    # ImageFolder are a few classes, so the statistics come from a seeded random sample of the split instead
-    loader = create_eval_loader(data, config, batch_size=args.batch_size, workers=args.workers, device='cpu')
-    generator = torch.Generator().manual_seed(args.seed)
-    sample = torch.randperm(len(data), generator=generator)[:args.num_batches * args.batch_size].tolist()
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, sample), batch_size=args.batch_size,
-                                         num_workers=args.workers, collate_fn=loader.collate_fn)
+    loader = create_sample_loader(data, config, args.num_batches * args.batch_size, args.batch_size, seed=args.seed,
+                                  workers=args.workers)
     torch.manual_seed(args.seed)
     model.to(args.device)
     try:
         calibrate(model, loader, num_batches=args.num_batches, jitter_prob=jitter, jitter_dist=dist,
                   interpolation=interpolation)
-    except ValueError as e:
-        raise CLIError(one_line(e)) from None
+    except USER_ERRORS as e:
+        raise CLIError(f'calibration failed: {one_line(e)}') from None
     record = dict(checkpoint=str(checkpoint.path), weights=checkpoint.weights, dataset=dataset, split=args.split,
                   num_batches=args.num_batches, batch_size=args.batch_size, scale_jitter=jitter,
                   scale_jitter_dist=dist, scale_interpolation=interpolation, seed=args.seed,
-                  converted_from=None if run_args.get('norm', 'sbn') == 'sbn' else run_args.get('model'))
+                  converted_from=(run_args.get('model') or 'plain BatchNorm') if converted else None)
     buffer = io.BytesIO()
     # the saved args describe the calibrated model (a converted plain checkpoint's run was a BatchNorm model), so every
     # command that reads it rebuilds the same S-BN model

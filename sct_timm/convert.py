@@ -20,6 +20,7 @@ __all__ = [
 ]
 
 _PROBE_SIZES = (512, 1024)
+_ODD_PROBE_SIZE = 1025  # odd at every stride: maps that round down show here
 
 
 def _infer_in_chans(model: nn.Module) -> int:
@@ -33,10 +34,13 @@ def _infer_in_chans(model: nn.Module) -> int:
 
 
 def probe_bn_strides(model: nn.Module, layers: Sequence[nn.Module]) -> List[int]:
-    """Total stride of each of ``layers``' inputs, from a shape-only forward at two sizes on the meta device.
+    """Total stride of each of ``layers``' inputs, from shape-only forwards on the meta device.
 
     Two probe sizes tell a layer whose map follows the input (a stride) from one that does not (e.g. BatchNorm after
-    global pooling), which cannot recover the input resolution and so cannot be scale-specific.
+    global pooling), which cannot recover the input resolution and so cannot be scale-specific. A third, odd size
+    checks that every map rounds up (``ceil(size / stride)``, as padded strided convolutions do), which is what lets
+    every layer pick the same scale; a network that rounds down on the way (e.g. ``AvgPool2d(2)`` without
+    ``ceil_mode``, DenseNet's transitions) would mix two scales' statistics in one forward at some sizes.
     """
     names = {id(m): n for n, m in model.named_modules()}
     in_chans = _infer_in_chans(model)
@@ -45,18 +49,27 @@ def probe_bn_strides(model: nn.Module, layers: Sequence[nn.Module]) -> List[int]
     def record(module, args):
         seen[id(module)].append(tuple(args[0].shape[-2:]))
 
-    handles = [m.register_forward_pre_hook(record) for m in layers]
     meta_state = {
         name: torch.empty_like(t, device='meta')
         for name, t in [*model.named_parameters(), *model.named_buffers()]
     }
-    try:
+
+    def forward(size: int) -> None:
+        x = torch.empty(2, in_chans, size, size, device='meta')  # 2: train-mode BN needs >1 value
         with torch.no_grad():
+            torch.func.functional_call(model, meta_state, (x,), strict=False)
+
+    handles = [m.register_forward_pre_hook(record) for m in layers]
+    try:
+        try:
             for size in _PROBE_SIZES:
-                x = torch.empty(2, in_chans, size, size, device='meta')  # 2: train-mode BN needs >1 value
-                torch.func.functional_call(model, meta_state, (x,), strict=False)
-    except Exception as e:
-        raise ValueError(f'cannot probe the model at {_PROBE_SIZES} px to find BatchNorm strides: {e}') from e
+                forward(size)
+        except Exception as e:
+            raise ValueError(f'cannot probe the model at {_PROBE_SIZES} px to find BatchNorm strides: {e}') from e
+        try:
+            forward(_ODD_PROBE_SIZE)
+        except Exception:  # a model that refuses odd sizes cannot serve them either: nothing to check
+            pass
     finally:
         for h in handles:
             h.remove()
@@ -65,16 +78,23 @@ def probe_bn_strides(model: nn.Module, layers: Sequence[nn.Module]) -> List[int]
     for m in layers:
         shapes = seen[id(m)]
         name = names.get(id(m), type(m).__name__)
-        if len(shapes) != len(_PROBE_SIZES) or len(set(shapes)) != len(shapes):
+        probed, odd = shapes[:len(_PROBE_SIZES)], shapes[len(_PROBE_SIZES):]
+        if len(shapes) not in (len(_PROBE_SIZES), len(_PROBE_SIZES) + 1) or len(set(probed)) != len(probed):
             raise ValueError(
                 f"BatchNorm '{name}' is not called once per forward with a map that follows the input size "
                 f'(saw {shapes}): its scale cannot be told from its input')
         stride = None
-        for size, (h, w) in zip(_PROBE_SIZES, shapes):
+        for size, (h, w) in zip(_PROBE_SIZES, probed):
             s = size // h
             if h * s != size or w * s != size or (stride is not None and s != stride):
                 raise ValueError(f"BatchNorm '{name}' has a non power-of-two stride (maps {shapes})")
             stride = s
+        expected = -(-_ODD_PROBE_SIZE // stride)
+        if odd and odd[0] != (expected, expected):
+            raise ValueError(
+                f"BatchNorm '{name}' (stride {stride}) sees {odd[0][0]} px at a {_ODD_PROBE_SIZE}-px input, not "
+                f'ceil({_ODD_PROBE_SIZE}/{stride}) = {expected}: the network rounds sizes down before it, so its '
+                'scale cannot be told from its input')
         strides.append(stride)
     return strides
 

@@ -7,7 +7,7 @@ resolution, i.e. resize the shorter side to ``resolution / crop_pct`` and center
 import contextlib
 import logging
 import time
-from typing import Any, Callable, ContextManager, Dict, Optional
+from typing import Any, Callable, ContextManager, Dict, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -15,7 +15,7 @@ from timm.data import create_loader, resolve_data_config
 from timm.task import ClassificationEvaluator, evaluation_sample_limit
 from tqdm.auto import tqdm
 
-__all__ = ['eval_data_config', 'create_eval_loader', 'evaluate']
+__all__ = ['eval_data_config', 'match_channels', 'create_eval_loader', 'create_sample_loader', 'evaluate']
 
 _logger = logging.getLogger(__name__)
 
@@ -27,6 +27,20 @@ def eval_data_config(model: torch.nn.Module, resolution: int, **overrides) -> Di
         overrides.setdefault('in_chans', in_chans)
     config = resolve_data_config(overrides, model=model)
     config['input_size'] = (in_chans or config['input_size'][0], resolution, resolution)
+    return config
+
+
+def match_channels(config: Dict[str, Any], in_chans: int, explicit: Sequence[str] = ()) -> Dict[str, Any]:
+    """``config``'s mean/std fitted to ``in_chans``, in place: a 1-channel model with an RGB config (timm's ImageNet
+    defaults) normalises with the channel averages, which treat a grayscale image as the RGB one it would be; keys in
+    ``explicit`` were given by the user and are never averaged. Any other mismatch is a ``ValueError``."""
+    for key in ('mean', 'std'):
+        values = tuple(config[key])
+        if len(values) != in_chans and in_chans == 1 and key not in explicit:
+            values = (sum(values) / len(values),)
+        if len(values) != in_chans:
+            raise ValueError(f"{key} {values} does not match the model's {in_chans} input channels")
+        config[key] = values
     return config
 
 
@@ -56,6 +70,27 @@ def create_eval_loader(
         device=device,
         pin_memory=device.type == 'cuda',
     )
+
+
+def create_sample_loader(
+        dataset,
+        data_config: Dict[str, Any],
+        num_images: int,
+        batch_size: int,
+        seed: int = 42,
+        workers: int = 0,
+) -> torch.utils.data.DataLoader:
+    """Batches of a seeded random sample of ``num_images`` from ``dataset`` through timm's eval transform.
+
+    For statistics (calibration, int8 activation ranges) rather than accuracy: an eval loader reads the data in order,
+    and the first images of an ImageFolder are a few classes.
+    """
+    # the eval loader sets the eval transform on the data set; its collate function is reused on the sample
+    eval_loader = create_eval_loader(dataset, data_config, batch_size=batch_size, workers=0, device='cpu')
+    generator = torch.Generator().manual_seed(seed)
+    sample = torch.randperm(len(dataset), generator=generator)[:num_images].tolist()
+    return torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, sample), batch_size=batch_size,
+                                       num_workers=workers, collate_fn=eval_loader.collate_fn)
 
 
 def evaluate(

@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--seed', type=int, default=42, help='seed of random-init weights (default: 42)')
 
     group = parser.add_argument_group('SCT')
-    group.add_argument('--scales', default=None,
-                       help="training scales of registry sct_* models (default: the checkpoint's, else the preset)")
+    group.add_argument('--scales', action=ListAction, default=None, metavar='SIZE',
+                       help="training scales of registry sct_* models, space- or comma-separated, or a preset "
+                            "(default: the checkpoint's, else the preset)")
 
     group = parser.add_argument_group('Export')
     group.add_argument('--format', action=ListAction, default=None, metavar='FMT',

@@ -22,7 +22,7 @@ from torch import nn
 from .bench.models import data_overrides, model_in_chans
 from .convert import sbn_layers
 from .datasets import FMNIST_DIR, create_dataset, image_mode_for, is_fmnist
-from .evaluate import create_eval_loader, eval_data_config
+from .evaluate import create_sample_loader, eval_data_config, match_channels
 
 __all__ = [
     'QUANT_ENGINE', 'quantized_engine', 'split_norm_act', 'drop_identities', 'quantize_int8', 'open_calibration_data',
@@ -145,13 +145,7 @@ def calibration_data_config(model: nn.Module, resolution: int, dataset: str, **o
     config normalises with the channel averages, as ``sct-train`` does."""
     overrides = data_overrides(model, dataset, overrides)
     config = eval_data_config(model, resolution, **overrides)
-    in_chans = model_in_chans(model)
-    for key in ('mean', 'std'):
-        if len(config[key]) != in_chans and in_chans == 1 and key not in overrides:
-            config[key] = (sum(config[key]) / len(config[key]),)
-        if len(config[key]) != in_chans:
-            raise ValueError(f"{key} {tuple(config[key])} does not match the model's {in_chans} input channels")
-    return config
+    return match_channels(config, model_in_chans(model), explicit=list(overrides))
 
 
 def calibration_batches(
@@ -170,10 +164,5 @@ def calibration_batches(
     The first images of an ImageFolder are a few classes; activation ranges need a sample of all of them.
     """
     config = calibration_data_config(model, resolution, dataset, **overrides)
-    # the eval loader sets timm's eval transform on the data; its collate function is reused on the sample
-    eval_loader = create_eval_loader(data, config, batch_size=batch_size, workers=0, device='cpu')
-    generator = torch.Generator().manual_seed(seed)
-    sample = torch.randperm(len(data), generator=generator)[:num_batches * batch_size].tolist()
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, sample), batch_size=batch_size,
-                                         num_workers=workers, collate_fn=eval_loader.collate_fn)
+    loader = create_sample_loader(data, config, num_batches * batch_size, batch_size, seed=seed, workers=workers)
     return [inputs for inputs, _ in loader]

@@ -138,3 +138,16 @@ def test_checkpoint_with_other_scale_count_is_rejected(tmp_path):
         timm.create_model(
             'sct_resnet18', pretrained=True, scales=SCALES, num_classes=10,
             pretrained_cfg_overlay=dict(file=str(path), num_classes=10))
+
+
+@pytest.mark.parametrize('ceil_mode', [False, True])
+def test_networks_that_round_sizes_down_are_refused(ceil_mode):
+    """A map that rounds down (pooling without ceil_mode) would pick another scale than the layers before it at odd
+    sizes: conversion refuses it, naming the layer; rounding up converts."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4),
+                          nn.AvgPool2d(2, ceil_mode=ceil_mode), nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4))
+    if ceil_mode:
+        assert sct_timm.get_scales(sct_timm.convert_to_sbn(model, (64, 32))) == (64, 32)
+    else:
+        with pytest.raises(ValueError, match=r"BatchNorm '4' \(stride 4\) sees 256 px .* rounds sizes down"):
+            sct_timm.convert_to_sbn(model, (64, 32))

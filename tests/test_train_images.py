@@ -47,3 +47,24 @@ def test_one_epoch_on_non_rgb_png_folder(mode, in_chans, tmp_path):
 
 def test_image_mode_follows_input_channels():
     assert (image_mode_for(1), image_mode_for(3), image_mode_for(4), image_mode_for(None)) == ('L', 'RGB', None, None)
+
+
+@pytest.mark.parametrize('mode', ['L', 'P'])
+def test_calibrate_converts_bare_plain_weights_on_a_png_folder(mode, tmp_path, capsys):
+    """A bare 1-channel plain BatchNorm .safetensors (no run args: ImageNet's 3-value mean in the config) on a folder
+    of grayscale or palette PNGs: sct-calibrate converts it with --scales and refuses to guess scales without them."""
+    import safetensors.torch
+    import timm
+    from sct_timm.calibrate_cli import main as calibrate_main
+    data = _image_folder(tmp_path / 'data', mode)
+    plain = timm.create_model('resnet18', num_classes=2, in_chans=1)
+    weights = tmp_path / 'plain.safetensors'
+    safetensors.torch.save_file(plain.state_dict(), weights)
+    cal = ['--model', 'sct_resnet18', '--checkpoint', str(weights), '--data-dir', str(data), '--num-batches', '2',
+           '-b', '4', '-j', '0', '--output', str(tmp_path / 'sbn.pth.tar')]
+    assert calibrate_main(cal) == 2
+    assert 'holds plain BatchNorm weights; give the scales' in capsys.readouterr().err
+    assert calibrate_main([*cal, '--scales', '64', '32']) == 0
+    saved = torch.load(tmp_path / 'sbn.pth.tar', weights_only=True)
+    assert saved['args']['scales'] == [64, 32] and saved['calibration']['converted_from'] == 'plain BatchNorm'
+    assert saved['state_dict']['bn1.num_batches_tracked'].tolist() == [2, 2]

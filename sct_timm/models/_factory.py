@@ -6,7 +6,7 @@ BatchNorm becomes S-BN with all scales starting from its values, so the result c
 """
 import re
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import timm
 from timm.models import load_checkpoint, parse_model_name, split_model_name_tag
@@ -31,14 +31,14 @@ def _norm_types(model: nn.Module) -> str:
     return ', '.join(names) or 'none'
 
 
-def _check_saved_sct(model_name: str, model: nn.Module, scales: Any, scale_policy: str) -> None:
+def _check_saved_sct(model_name: str, model: nn.Module, scales: Any, scale_policy: Optional[str]) -> None:
     """A saved SCT model keeps the scales and policy it was saved with; asking for others is an error, not ignored."""
     if scales is not None and tuple(resolve_scales(scales)) != get_scales(model):
         raise ValueError(
             f'{model_name} is an SCT model with scales {list(get_scales(model))}, '
             f'not {list(resolve_scales(scales))}: leave scales=None')
     policy = sbn_layers(model)[0].policy
-    if scale_policy != 'nearest' and scale_policy != policy:
+    if scale_policy is not None and scale_policy != policy:
         raise ValueError(f'{model_name} is an SCT model with scale_policy {policy!r}, not {scale_policy!r}')
 
 
@@ -46,7 +46,7 @@ def create_model(
         model_name: str,
         pretrained: bool = False,
         scales: Union[Sequence[int], str, None] = None,
-        scale_policy: str = 'nearest',
+        scale_policy: Optional[str] = None,
         checkpoint_path: Union[str, Path, None] = None,
         **kwargs: Any,
 ) -> nn.Module:
@@ -62,12 +62,13 @@ def create_model(
         model_name: A timm model name (with optional tag or source prefix).
         pretrained: Load timm's pretrained weights for ``model_name`` before conversion.
         scales: Training resolutions or a preset name; None for the default preset (SCT-A).
-        scale_policy: ``'nearest'`` or ``'interpolate'`` for resolutions between the scales.
+        scale_policy: ``'nearest'`` or ``'interpolate'`` for resolutions between the scales (None: ``'nearest'``,
+            or a saved SCT model's own).
         checkpoint_path: Weights to load into the converted model.
         **kwargs: Passed to ``timm.create_model`` (``num_classes``, ``in_chans``, ``pretrained_cfg_overlay``, ...).
     """
     if _is_sct_name(model_name):
-        if scale_policy != 'nearest':  # else the very call timm.create_model gets, so model_args match too
+        if scale_policy is not None and scale_policy != 'nearest':  # else timm's own call: model_args match
             kwargs['scale_policy'] = scale_policy
         return timm.create_model(
             model_name, pretrained=pretrained, scales=scales, checkpoint_path=checkpoint_path, **kwargs)
@@ -79,9 +80,9 @@ def create_model(
             f'{model_name} has no BatchNorm2d to make scale-specific (its norm layers: {_norm_types(model)})')
     else:
         try:
-            model = convert_recorded(model, resolve_scales(scales), scale_policy)
+            model = convert_recorded(model, resolve_scales(scales), scale_policy or 'nearest')
         except ValueError as e:  # e.g. a BatchNorm after global pooling, which cannot see the input size
             raise ValueError(f'{model_name}: {e}') from e
     if checkpoint_path:
-        load_checkpoint(model, checkpoint_path)
+        load_checkpoint(model, checkpoint_path, use_ema=False)  # EMA weights only when asked, as every command
     return model
