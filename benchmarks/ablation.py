@@ -227,8 +227,9 @@ def _plot(table: Dict[str, Dict[int, List[float]]], path: Path) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, ax = plt.subplots(figsize=(11.5, 5.5))
     plain = [g for g in table if g.startswith('plain_')]
+    colours = iter(plt.get_cmap('tab20').colors)  # one colour per SCT row: more rows than tab10 has colours
     for g, group in table.items():
         sizes = sorted(group)
         means = [statistics.mean(group[r]) for r in sizes]
@@ -237,13 +238,13 @@ def _plot(table: Dict[str, Dict[int, List[float]]], path: Path) -> None:
             shade = 0.75 - 0.55 * plain.index(g) / max(1, len(plain) - 1)
             style = dict(linestyle=':', color=str(shade), marker='.', linewidth=1.2)
         else:
-            style = dict(marker='o', linewidth=1.8)
+            style = dict(marker='o', linewidth=1.8, color=next(colours))
         ax.errorbar(sizes, means, yerr=errs, label=g, capsize=2, **style)
     ax.set_xlabel('test resolution (px)')
     ax.set_ylabel('top-1 (%)')
     ax.set_title('resnet18 on Fashion-MNIST: SCT levers vs dedicated plain models')
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1.0))  # outside: the curves fill the axes
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
