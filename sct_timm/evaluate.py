@@ -33,12 +33,13 @@ def eval_data_config(model: torch.nn.Module, resolution: int, **overrides) -> Di
 def match_channels(config: Dict[str, Any], in_chans: int, explicit: Sequence[str] = ()) -> Dict[str, Any]:
     """``config``'s mean/std fitted to ``in_chans``, in place: a 1-channel model with an RGB config (timm's ImageNet
     defaults) normalises with the channel averages, which treat a grayscale image as the RGB one it would be; keys in
-    ``explicit`` were given by the user and are never averaged. Any other mismatch is a ``ValueError``."""
+    ``explicit`` were given by the user and are never averaged. One value serves every channel (timm's normalisation
+    broadcasts it, and a run with ``--mean 0.5`` records it so); any other mismatch is a ``ValueError``."""
     for key in ('mean', 'std'):
         values = tuple(config[key])
         if len(values) != in_chans and in_chans == 1 and key not in explicit:
             values = (sum(values) / len(values),)
-        if len(values) != in_chans:
+        if len(values) not in (1, in_chans):
             raise ValueError(f"{key} {values} does not match the model's {in_chans} input channels")
         config[key] = values
     return config

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from .checkpoint import read_checkpoint
 from .convert import checkpoint_filter_fn, get_scales, sbn_layers
 from .datasets import FMNIST_DIR, FMNIST_MEAN, FMNIST_STD, FMNIST_CLASSES, create_dataset, image_mode_for, is_fmnist
-from .evaluate import create_eval_loader, eval_data_config, evaluate
+from .evaluate import create_eval_loader, eval_data_config, evaluate, match_channels
 from .layers import is_sbn
 from .models import BASE_MODELS
 from .scales import DEFAULT_SCALES, SCT_FMNIST, resolve_scales
@@ -149,12 +149,9 @@ def resolve_train_data_config(args: argparse.Namespace, model: torch.nn.Module) 
     if args.img_size is None and args.input_size is None:
         args.img_size = max(args.scales)
     config = resolve_data_config(vars(args), model=model, verbose=utils.is_primary(args))
-    chans = config['input_size'][0]
-    for key in ('mean', 'std'):
-        if getattr(args, key) is None and len(config[key]) != chans and chans == 1:
-            # a 1-channel model with an RGB pretrained cfg: timm's loader would fail on the 3-value mean/std; the
-            # channel average normalises the grayscale input the same way on average
-            config[key] = (sum(config[key]) / len(config[key]),)
+    # a 1-channel model with an RGB pretrained cfg: timm's loader would fail on the 3-value mean/std
+    given = [key for key in ('mean', 'std') if getattr(args, key) is not None]
+    match_channels(config, config['input_size'][0], explicit=given)
     # record what the run used, for the checkpoint's args (Hub staging reads these)
     args.input_size = list(config['input_size'])
     args.img_size = config['input_size'][-1]

@@ -272,3 +272,14 @@ def test_sweep_scales_take_timm_list_forms():
     for form in (['64', '32'], ['64,32']):
         _, args = parse_args(['--model', 'sct_resnet18', '--scales', *form, '--resolutions', '32', '64'])
         assert sct_timm.resolve_scales(args.scales) == (64, 32)
+
+
+def test_match_channels_rule():
+    from sct_timm.evaluate import match_channels
+    rgb = {'mean': (0.2, 0.4, 0.6), 'std': (0.3, 0.3, 0.3)}
+    assert match_channels(dict(rgb), 1)['mean'] == pytest.approx((0.4,))  # a 1-channel model: channel average
+    with pytest.raises(ValueError, match='does not match'):
+        match_channels(dict(rgb), 1, explicit=['mean'])  # given by the user: never averaged
+    assert match_channels({'mean': (0.5,), 'std': (0.5,)}, 3)['mean'] == (0.5,)  # one value broadcasts
+    with pytest.raises(ValueError, match="does not match the model's 3 input channels"):
+        match_channels({'mean': (0.5, 0.5), 'std': (0.5,)}, 3)
