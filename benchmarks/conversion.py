@@ -69,13 +69,9 @@ def convert_finetune(args: argparse.Namespace) -> float:
 
 
 def _top1(results: str, name: str) -> Optional[Dict[int, float]]:
-    path = Path(results) / 'sweeps' / name / 'results.json'
-    if not path.is_file():
-        return None
-    doc = json.loads(path.read_text())
-    if doc['config'].get('status', 'complete') != 'complete':
-        return None
-    return {int(r['resolution']): float(r['top1']) for r in doc['results']}
+    """Top-1 per size of ``name``'s finished sweep under ``results`` (the ablation's rule for "finished"), or None."""
+    rows = ablation._swept(name, argparse.Namespace(results=results))
+    return None if rows is None else {int(r['resolution']): float(r['top1']) for r in rows}
 
 
 def report(args: argparse.Namespace) -> dict:
