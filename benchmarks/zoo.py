@@ -10,10 +10,13 @@ For each architecture the driver trains, with ``sct-train`` and one committed co
   ``plain_r*`` rows);
 
 then sweeps each row's final ``last.pth.tar`` with ``sct-bench`` at 32, 40, 48, 56, 64, 72, 80 and 96 px on the 10,000
-test images (top-1 and top-5), and writes ``benchmarks/results/zoo_fmnist_<device>/``: ``sweeps/<arch>_<row>/``,
-``zoo.json`` / ``zoo.md`` (SCT against the best dedicated model at every size, and the targets as margins) and
-``accuracy_vs_resolution_<arch>.png``. ``--stage`` then writes each SCT model's Hub folder with ``sct-hub stage``
-(float16) as ``hub/<sct arch>.<tag>/``, with its sweep as the card's results.
+test images (2,500 for resnet50; top-1 and top-5), and writes ``benchmarks/results/zoo_fmnist_<device>/``:
+``sweeps/<arch>_<row>/``, ``zoo.json`` / ``zoo.md`` (SCT against the best dedicated model at every size, and the
+targets as margins) and ``accuracy_vs_resolution_<arch>.png``. ``--stage`` then writes each SCT model's Hub folder
+with ``sct-hub stage`` (float16) as ``hub/<sct arch>.<tag>/``: the weights are staged bare in the run folder and swept
+there as a user loads them (``local-dir:``, with batch-1 latency: ``sweeps/<arch>_sct_stored/``), and that sweep, the
+comparison with the dedicated models (``comparison.json``) and a plot make the card. ``--check`` (the README's main
+command) sweeps every staged tag through ``pretrained=True`` and sets it beside its card and dedicated models.
 
 Runs resume: a row whose sweep finished is done; a row whose ``last.pth.tar`` reached the final epoch is only swept; a
 partial one continues with ``--resume`` from its per-epoch checkpoint; a staged folder is not staged again. The whole
@@ -38,19 +41,21 @@ mobilenetv2    18.9          9.3 / 5.2 / 2.3        4.45            215 s       
 resnet50       58.9         30.7 / 17.3 / 7.7       13.36           645 s              5,000 x 3: 21.3 + 43.6
 =============  ===========  =====================  ==============  ================  =====================
 
-Projected (``--dry-run`` prints it per row, with per-process start-up): 49 minutes of training and 72 of sweeps, 121
-in all. The sweeps are fixed by the issue (12 models x 8 sizes x 10,000 images; 44 minutes are resnet50's), which
-leaves under 50 minutes for the 12 trainings. Hence 10,000 class-balanced images x 3 epochs (the recipe's one warm-up
-epoch, then two of cosine decay) for resnet18 and mobilenetv2, and 5,000 x 3 for resnet50, whose step costs 3x; each
-epoch validates on 1,000 test images (monitoring only: the sweeps measure the final checkpoint on all 10,000).
-The issue's example (the full 60k for several epochs) does not fit: 60,000 x 3 for resnet18's four runs alone is
-about 80 minutes. Raise ``--train-samples``/``--epochs`` (and ``--device``) where more compute is available.
+Projected (``--dry-run`` prints it per row, with per-process start-up): 49 minutes of training and 50 of sweeps, 99
+in all. The sweeps are fixed by the issue (12 models x 8 sizes, plus the staged SCT weights' own), so resnet50's are
+on 2,500 test images (14 instead of 55 minutes) and the 12 trainings get about 50 minutes: 10,000 class-balanced
+images x 3 epochs (the recipe's one warm-up epoch, then two of cosine decay) for resnet18 and mobilenetv2, and 5,000
+x 3 for resnet50, whose step costs 3x; each epoch validates on 1,000 test images (monitoring only: the sweeps measure
+the final checkpoint). The issue's example (the full 60k for several epochs) does not fit: 60,000 x 3 for resnet18's
+four runs alone is about 80 minutes. Raise ``--train-samples``/``--epochs`` (and ``--device``) where more compute is
+available.
 
-Usage: python benchmarks/zoo.py [--archs ARCH ...] [--rows ROW ...] [--train-only | --report-only | --stage]
+Usage: python benchmarks/zoo.py [--archs ARCH ...] [--rows ROW ...] [--train-only | --report-only | --stage | --check]
                                 [--dry-run] [--device cpu] [--train-samples N] [--epochs N]
 """
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -62,6 +67,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _runs import epochs_done, run_logged  # noqa: E402
+
+from sct_timm.hub.comparison import by_size, per_size, target_margins  # noqa: E402
+from sct_timm.hub.files import staged_info  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = 'sct_timm/configs'
@@ -83,6 +91,7 @@ class Arch:
     epochs: int
     train_ms: Dict[str, float]  # ms per training image, per row kind ('sct': the three-scale jittered step)
     eval_ms: float  # ms per test image at 64 px (other sizes scale with the pixel count)
+    test_samples: int = 10000  # test images per sweep size
 
     @property
     def sct_config(self) -> str:
@@ -101,7 +110,7 @@ ARCHS: Dict[str, Arch] = {
     'mobilenetv2': Arch('sct_mobilenetv2', 'mobilenetv2_100', 10000, 3,
                         {'sct': 12.8, 'plain_r64': 6.3, 'plain_r48': 3.5, 'plain_r32': 1.6}, 2.67),
     'resnet50': Arch('sct_resnet50', 'resnet50', 5000, 3,
-                     {'sct': 39.8, 'plain_r64': 20.7, 'plain_r48': 11.7, 'plain_r32': 5.2}, 8.02),
+                     {'sct': 39.8, 'plain_r64': 20.7, 'plain_r48': 11.7, 'plain_r32': 5.2}, 8.02, 2500),
 }
 
 
@@ -213,7 +222,11 @@ def sweep_command(row: Row, args: argparse.Namespace) -> List[str]:
            row.name, '--dataset', 'fmnist', '--resolutions', *map(str, args.test_sizes), '--crop-pct', '0.875',
            '--interpolation', 'bilinear', '--device', args.device, '--latency-runs', '0',
            '--throughput-batch-size', '0', '--no-plots', '--output', str(_sweep_path(row, args).parent)]
-    return cmd + (['--num-samples', str(args.test_samples)] if args.test_samples else [])
+    return cmd + ['--num-samples', str(_test_samples(row, args))]
+
+
+def _test_samples(row: Row, args: argparse.Namespace) -> int:
+    return args.test_samples or row.spec.test_samples
 
 
 def sweep_row(row: Row, args: argparse.Namespace) -> None:
@@ -225,22 +238,88 @@ def _staged_dir(row: Row, args: argparse.Namespace) -> Path:
     return Path(args.hub_dir) / f'{row.model}.{args.tag}'
 
 
-def stage_command(row: Row, args: argparse.Namespace) -> List[str]:
+def stage_command(row: Row, args: argparse.Namespace, probe: bool = False) -> List[str]:
+    """``sct-hub stage`` of an SCT row in float16: the final folder, or (``probe``) a bare one for the stored sweep."""
     run_dir = Path(args.output) / row.name
-    return [sys.executable, '-m', 'sct_timm.hub', 'stage', str(run_dir / 'last.pth.tar'), '--tag', args.tag,
-            '--results', str(_sweep_path(row, args)), '--results-model', row.name, '--train-args',
-            str(run_dir / 'args.yaml'), '--dtype', 'float16', '--hub-dir', str(args.hub_dir)]
+    cmd = [sys.executable, '-m', 'sct_timm.hub', 'stage', str(run_dir / 'last.pth.tar'), '--tag', args.tag,
+           '--train-args', str(run_dir / 'args.yaml'), '--dtype', 'float16']
+    if probe:
+        return cmd + ['--output', str(run_dir / 'stored'), '--force']
+    return cmd + ['--results', str(_stored_sweep_path(row, args)), '--comparison', str(run_dir / 'comparison.json'),
+                  '--plot', str(run_dir / 'accuracy_vs_resolution.png'), '--hub-dir', str(args.hub_dir)]
+
+
+def _stored_sweep_path(row: Row, args: argparse.Namespace) -> Path:
+    return Path(args.results) / 'sweeps' / f'{row.name}_stored' / 'results.json'
+
+
+def stored_sweep_command(row: Row, args: argparse.Namespace) -> List[str]:
+    """``sct-bench`` of the float16 weights as staged, through timm's ``local-dir:`` loader and their own data config
+    (a user's path), with batch-1 CPU latency and GMACs for the card."""
+    return [sys.executable, '-m', 'sct_timm.bench.sweep_cli', '--model',
+            f"local-dir:{Path(args.output) / row.name / 'stored'}", '--label', f'{row.model}.{args.tag}',
+            '--dataset', 'fmnist', '--resolutions', *map(str, args.test_sizes), '--num-samples',
+            str(_test_samples(row, args)), '--device', args.device, '--latency-runs', '30',
+            '--throughput-batch-size', '0', '--no-plots', '--output', str(_stored_sweep_path(row, args).parent)]
+
+
+def _stored_swept(row: Row, args: argparse.Namespace) -> bool:
+    path, checkpoint = _stored_sweep_path(row, args), Path(args.output) / row.name / 'last.pth.tar'
+    if not path.is_file() or not checkpoint.is_file():
+        return False
+    complete = json.loads(path.read_text())['config'].get('status') == 'complete'
+    return complete and path.stat().st_mtime > checkpoint.stat().st_mtime
+
+
+def comparison_doc(row: Row, args: argparse.Namespace) -> dict:
+    """``comparison.json`` of an SCT row: its float32 sweep, and each dedicated model's sweep, budget and wall time."""
+    def run(kind: str) -> dict:
+        other = Row(row.arch, kind)
+        samples, epochs = _trained_budget(other, args)
+        wall = Path(args.output) / other.name / 'wall_time.json'
+        return {'label': other.name, 'train_samples': samples, 'epochs': epochs,
+                'train_wall_seconds': json.loads(wall.read_text())['seconds'] if wall.is_file() else None}
+
+    env = json.loads(_stored_sweep_path(row, args).read_text())['environment']
+    hardware = (f"{env['cpu']} ({os.cpu_count()} cores; {env['device']}, {env['threads']} threads), torch "
+                f"{env['torch']}, timm {env['timm']}: training and sweeps by benchmarks/zoo.py"
+                + (f'; {args.hardware_note}' if args.hardware_note else ''))
+    dedicated = [dict(run(kind), model=Row(row.arch, kind).model, train_size=Row(row.arch, kind).scales[0],
+                      results=_swept(Row(row.arch, kind), args)) for kind in KINDS if kind != 'sct']
+    return {'hardware': hardware, 'sct': dict(run('sct'), float32=_swept(row, args)), 'dedicated': dedicated}
 
 
 def stage_row(row: Row, args: argparse.Namespace) -> None:
-    """Stage one SCT model; it needs its final checkpoint and finished sweep (the card's accuracy table)."""
+    """Stage one SCT model with its card's files: the float16 weights' own sweep, the comparison and the plot.
+
+    The weights are first staged bare in the run folder and swept there as a user loads them (``local-dir:``), then
+    staged into ``--hub-dir`` with that sweep; both stages write the same float16 tensors from the same checkpoint.
+    """
     if (_staged_dir(row, args) / 'config.json').is_file():
         return
-    missing = [what for what, ok in (('trained', _trained(row, args)), ('swept', _swept(row, args) is not None))
-               if not ok]
+    rows = [Row(row.arch, kind) for kind in KINDS]
+    missing = [other.name for other in rows if not _trained(other, args) or _swept(other, args) is None]
     if missing:
-        raise SystemExit(f"zoo: cannot stage {row.name}: not {' and not '.join(missing)} yet (run the zoo first)")
-    run_logged(stage_command(row, args), Path(args.output) / row.name / 'stage.log')
+        raise SystemExit(f"zoo: cannot stage {row.name}: {', '.join(missing)} not trained and swept yet "
+                         f"(run the zoo first)")
+    run_dir = Path(args.output) / row.name
+    if not _stored_swept(row, args):
+        run_logged(stage_command(row, args, probe=True), run_dir / 'stage.log')
+        run_logged(stored_sweep_command(row, args), _stored_sweep_path(row, args).parent / 'sweep.log')
+    (run_dir / 'comparison.json').write_text(json.dumps(comparison_doc(row, args), indent=2) + '\n')
+    stored = json.loads(_stored_sweep_path(row, args).read_text())['results']
+    table = collect(args)[row.arch]
+    table['sct'] = {int(r['resolution']): {'top1': r['top1']} for r in stored}
+    _plot(row.arch, table, run_dir / 'accuracy_vs_resolution.png')
+    run_logged(stage_command(row, args), run_dir / 'stage.log')
+    _check_same_weights(run_dir / 'stored', _staged_dir(row, args))
+
+
+def _check_same_weights(probe: Path, staged: Path) -> None:
+    from safetensors.torch import load_file
+    a, b = load_file(str(probe / 'model.safetensors')), load_file(str(staged / 'model.safetensors'))
+    if a.keys() != b.keys() or any(not a[k].equal(b[k]) for k in a):
+        raise SystemExit(f'zoo: {staged} holds other weights than the swept {probe}')
 
 
 def _pixels(sizes: Sequence[int]) -> float:
@@ -253,8 +332,9 @@ def projected_seconds(row: Row, args: argparse.Namespace) -> Dict[str, float]:
     spec = row.spec
     train = samples * epochs * spec.train_ms[row.kind] / 1000
     validate = epochs * args.val_samples * spec.eval_ms * _pixels(row.scales) / 1000
-    sweep = (args.test_samples or TEST_IMAGES) * spec.eval_ms * _pixels(args.test_sizes) / 1000
-    return {'train': START_S + train + validate, 'sweep': START_S + sweep}
+    sweep = START_S + _test_samples(row, args) * spec.eval_ms * _pixels(args.test_sizes) / 1000
+    # an SCT row is swept twice: its float32 checkpoint, then its float16 weights as staged (--stage)
+    return {'train': START_S + train + validate, 'sweep': sweep * (2 if row.kind == 'sct' else 1)}
 
 
 def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
@@ -262,7 +342,10 @@ def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
     for row in rows:
         if args.stage:
             if row.kind == 'sct' and not (_staged_dir(row, args) / 'config.json').is_file():
-                print('$', shlex.join(stage_command(row, args)))
+                commands = [] if _stored_swept(row, args) else [stage_command(row, args, probe=True),
+                                                                stored_sweep_command(row, args)]
+                for cmd in commands + [stage_command(row, args)]:
+                    print('$', shlex.join(cmd))
             continue
         if args.report_only or _swept(row, args) is not None:
             continue
@@ -310,46 +393,14 @@ def _trained_budget(row: Row, args: argparse.Namespace) -> Tuple[int, int]:
 
 def compare(rows: Dict[str, Dict[int, Dict[str, float]]]) -> Dict[int, dict]:
     """Per test size: SCT's top-1/top-5, the best dedicated model there (top-1) and SCT minus it."""
-    out: Dict[int, dict] = {}
-    for size, sct in sorted(rows.get('sct', {}).items()):
-        plain = {k: v[size] for k, v in rows.items() if k != 'sct' and size in v}
-        entry = {'sct_top1': sct['top1'], 'sct_top5': sct['top5']}
-        if plain:
-            best = max(plain, key=lambda k: plain[k]['top1'])
-            entry.update(best_dedicated=best, dedicated_top1=plain[best]['top1'],
-                         dedicated_top5=plain[best]['top5'], delta_top1=sct['top1'] - plain[best]['top1'])
-        out[size] = entry
-    return out
+    return per_size(rows.get('sct', {}), {k: v for k, v in rows.items() if k != 'sct'})
 
 
-def targets(rows: Dict[str, Dict[int, Dict[str, float]]]) -> Dict[str, float]:
-    """The issue's targets for one architecture's SCT model, as signed margins (>= 0: met), over the swept sizes.
-
-    ``at_scales``: worst of SCT minus the model trained at that size, at 32, 48 and 64 px (at or above it);
-    ``between``: worst of SCT minus the best dedicated model at 40 and 56 px, plus 2 (within 2 points);
-    ``neighbours``: worst, over sizes 32..64, of SCT there minus the lower of its neighbouring training scales' SCT
-    accuracies, plus 5 (no more than 5 points below). A margin is left out when its sizes were not swept.
-    """
-    sct = {r: v['top1'] for r, v in rows.get('sct', {}).items()}
-    out: Dict[str, float] = {}
-    at = [sct[r] - rows[f'plain_r{r}'][r]['top1'] for r in TRAIN_SCALES
-          if r in sct and r in rows.get(f'plain_r{r}', {})]
-    if at:
-        out['at_scales'] = min(at)
-    best = {r: max(v[r]['top1'] for k, v in rows.items() if k != 'sct' and r in v) for r in sct
-            if any(r in v for k, v in rows.items() if k != 'sct')}
-    between = [sct[r] - best[r] for r in (40, 56) if r in best]
-    if between:
-        out['between'] = min(between) + 2.0
-    scales = sorted(TRAIN_SCALES)
-    margins = []
-    for r in (s for s in sct if scales[0] <= s <= scales[-1]):
-        near = [s for s in scales if s <= r][-1:] + [s for s in scales if s >= r][:1]
-        if all(s in sct for s in near):
-            margins.append(sct[r] - min(sct[s] for s in near) + 5.0)
-    if margins:
-        out['neighbours'] = min(margins)
-    return out
+def targets(rows: Dict[str, Dict[int, Dict[str, float]]]) -> Dict[str, Dict[str, float]]:
+    """The issue's targets for one architecture's SCT model as margins (>= 0: met), by `target_margins`."""
+    top1 = {kind: {r: v['top1'] for r, v in res.items()} for kind, res in rows.items()}
+    dedicated = {kind: (Row('', kind).scales[0], res) for kind, res in top1.items() if kind != 'sct'}
+    return target_margins(top1.get('sct', {}), dedicated, TRAIN_SCALES)
 
 
 def report(args: argparse.Namespace) -> None:
@@ -366,8 +417,8 @@ def report(args: argparse.Namespace) -> None:
              'Each architecture: the SCT model (S-BN at 64, 48, 32 px, size jitter 0.5) and plain timm models trained '
              'at one size each, same recipe and budget; `best dedicated` is the most accurate plain model at that '
              'test size. Targets as margins (>= 0: met): at_scales = worst (SCT - the model trained there) at '
-             '32/48/64; between = worst (SCT - best dedicated) at 40/56 + 2; neighbours = worst (size - the less '
-             'accurate of its neighbouring training scales) + 5 over 32..64.']
+             '32/48/64; between = worst (SCT - best dedicated) at 40/56 + 2; neighbours = worst (size - its nearer '
+             'training scale, both when midway) + 5 over 32..64. The size that decides each margin in brackets.']
     for arch, rows in table.items():
         samples, epochs = _trained_budget(Row(arch, 'sct' if 'sct' in rows else next(iter(rows))), args)
         sizes = sorted({r for v in rows.values() for r in v})
@@ -398,7 +449,8 @@ def report(args: argparse.Namespace) -> None:
                 f"{comparison[r]['delta_top1']:+.2f}" if 'delta_top1' in comparison.get(r, {}) else ''
                 for r in sizes) + ' |')
         if entry['targets']:
-            lines += ['', 'Targets: ' + ', '.join(f'{k} {v:+.2f}' for k, v in entry['targets'].items())]
+            lines += ['', 'Targets: ' + ', '.join(f"{k} {v['margin']:+.2f} ({v['size']} px)"
+                                                  for k, v in entry['targets'].items())]
         _plot(arch, rows, out / f'accuracy_vs_resolution_{arch}.png')
     (out / 'zoo.json').write_text(json.dumps(doc, indent=2) + '\n')
     (out / 'zoo.md').write_text('\n'.join(lines) + '\n')
@@ -432,6 +484,65 @@ def _plot(arch: str, rows: Dict[str, Dict[int, Dict[str, float]]], path: Path) -
     plt.close(fig)
 
 
+# --- the main job: the staged weights re-measured -------------------------------------------------------------------
+
+def check_command(row: Row, args: argparse.Namespace, samples: int) -> List[str]:
+    """``sct-bench`` of a zoo tag by registry name with ``--pretrained``: timm's own Hub path, as a user loads it."""
+    return [sys.executable, '-m', 'sct_timm.bench.sweep_cli', '--model', f'{row.model}.{args.tag}', '--pretrained',
+            '--dataset', 'fmnist', '--resolutions', *map(str, args.test_sizes), '--num-samples', str(samples),
+            '--device', args.device, '--latency-runs', '0', '--throughput-batch-size', '0', '--no-plots',
+            '--output', str(Path(args.check_output) / row.arch)]
+
+
+def check(rows: Sequence[Row], args: argparse.Namespace) -> int:
+    """Sweep every staged SCT tag through ``pretrained=True`` and set it beside its card and dedicated models.
+
+    Writes ``check.json`` / ``check.md`` and a plot per architecture into ``--check-output``. Returns 1 when a
+    re-measured top-1 differs from its card by more than 0.1 points on the card's own test images, else 0.
+    """
+    out = Path(args.check_output)
+    doc: Dict[str, dict] = {}
+    lines = [f'# The zoo re-measured: `sct-bench --pretrained` on the staged tags ({args.device})', '',
+             'Card: the staged `results.json`; dedicated: the plain models of the card\'s `comparison.json`.']
+    failed = False
+    for row in (r for r in rows if r.kind == 'sct'):
+        info = staged_info(_staged_dir(row, args))
+        card = by_size(info['results'])
+        card_images = {r.get('num_samples') for r in card.values()}
+        samples = args.test_samples or (card_images.pop() if len(card_images) == 1 else row.spec.test_samples)
+        run_logged(check_command(row, args, samples), out / row.arch / 'sweep.log')
+        measured = by_size(json.loads((out / row.arch / 'results.json').read_text())['results'])
+        runs = (info['comparison'] or {}).get('dedicated', [])
+        dedicated = {run['label'][len(row.arch) + 1:]: by_size(run['results']) for run in runs}  # kind: rows
+        comparable = all(card.get(s, {}).get('num_samples') == samples for s in measured)
+        compared = per_size(measured, dedicated)
+        entry = {'tag': info['name'], 'test_images': samples, 'comparable_with_card': comparable, 'sizes': {}}
+        lines += ['', f"## {info['name']} ({samples:,} test images"
+                  f"{'' if comparable else '; the card used other images, so no difference is checked'})", '',
+                  '| px | re-measured top-1 | card top-1 | difference | best dedicated | SCT - best dedicated |',
+                  '|---|---|---|---|---|---|']
+        for size, m in sorted(measured.items()):
+            diff = m['top1'] - card[size]['top1'] if comparable and size in card else None
+            failed |= diff is not None and abs(diff) > 0.1 + 1e-9
+            c = compared[size]
+            entry['sizes'][str(size)] = {
+                'top1': m['top1'], 'top5': m.get('top5'), 'card_top1': card.get(size, {}).get('top1'),
+                'difference': diff, **{k: c.get(k) for k in ('best_dedicated', 'dedicated_top1', 'delta_top1')}}
+            card_top1 = f"{card[size]['top1']:.2f}" if size in card else '-'
+            lines.append(f"| {size} | {m['top1']:.2f} | {card_top1} | "
+                         f"{'-' if diff is None else f'{diff:+.2f}'} | "
+                         + (f"{c['dedicated_top1']:.2f} ({c['best_dedicated']}) | {c['delta_top1']:+.2f} |"
+                            if 'delta_top1' in c else '- | - |'))
+        doc[row.arch] = entry
+        _plot(row.arch, {'sct': measured, **dedicated}, out / f'accuracy_vs_resolution_{row.arch}.png')
+    lines += ['', 'Every re-measured top-1 within 0.1 points of its card: '
+              + ('**no**' if failed else 'yes') + '.']
+    (out / 'check.json').write_text(json.dumps(doc, indent=2) + '\n')
+    (out / 'check.md').write_text('\n'.join(lines) + '\n')
+    print((out / 'check.md').read_text())
+    return 1 if failed else 0
+
+
 # --- command line ---------------------------------------------------------------------------------------------------
 
 def _sizes(text: str) -> List[int]:
@@ -450,7 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--epochs', type=int, help='epochs of every run (default: per architecture)')
     group.add_argument('--val-samples', type=int, default=1000,
                        help='test images validated after each epoch (default 1000)')
-    group.add_argument('--test-samples', type=int, help=f'test images per sweep size (default: all {TEST_IMAGES})')
+    group.add_argument('--test-samples', type=int, help=f'test images per sweep size (default: per architecture, '
+                       f'all {TEST_IMAGES} but 2500 for resnet50)')
     group.add_argument('--test-sizes', nargs='+', type=_sizes, default=[list(TEST_SIZES)], metavar='SIZE',
                        help=f"sweep sizes, space- or comma-separated (default: {' '.join(map(str, TEST_SIZES))})")
     group = parser.add_argument_group('Paths')
@@ -458,11 +570,16 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--results', help='result files (default: benchmarks/results/zoo_fmnist_<device> in the '
                        'repository)')
     group.add_argument('--hub-dir', help='parent of the staged folders (default: hub in the repository)')
+    group.add_argument('--hardware-note', help='appended to the cards\' hardware line (--stage), e.g. what else ran')
+    group.add_argument('--check-output', help='--check results (default: output/zoo_check in the repository)')
     group.add_argument('--tag', default=TAG, help=f'pretrained tag of the staged SCT weights (default: {TAG})')
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument('--train-only', action='store_true', help='train, do not sweep or report')
     mode.add_argument('--report-only', action='store_true', help='only rewrite zoo.json/zoo.md and the plots')
     mode.add_argument('--stage', action='store_true', help='only stage the trained, swept SCT models (sct-hub stage)')
+    mode.add_argument('--check', action='store_true',
+                      help='the main job: sweep the staged tags with --pretrained (timm\'s Hub path, offline from the '
+                           'HF cache sct-hub mirror fills) beside their cards and dedicated models, and plot them')
     parser.add_argument('--dry-run', action='store_true', help='print the commands and the projected budget')
     return parser
 
@@ -471,7 +588,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     args.test_sizes = [size for group in args.test_sizes for size in group]
     # commands run in the repository (the configs are repo-relative): given paths are the caller's, defaults the repo's
-    defaults = {'output': 'output/zoo', 'results': f'benchmarks/results/zoo_fmnist_{args.device}', 'hub_dir': 'hub'}
+    defaults = {'output': 'output/zoo', 'results': f'benchmarks/results/zoo_fmnist_{args.device}', 'hub_dir': 'hub',
+                'check_output': 'output/zoo_check'}
     for key, default in defaults.items():
         value = getattr(args, key)
         setattr(args, key, Path(value).resolve() if value else ROOT / default)
@@ -479,6 +597,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.dry_run:
         dry_run(rows, args)
         return 0
+    if args.check:
+        return check(rows, args)
     if args.stage:
         for row in rows:
             if row.kind == 'sct':

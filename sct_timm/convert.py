@@ -9,6 +9,7 @@ import copy
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from timm.models import get_model_traits
 from torch import nn
 
 from .layers import ScaleSpecificBatchNorm2d, bn_from_sbn, expand_bn_state_dict, is_sbn, sbn_from_bn
@@ -193,10 +194,50 @@ def fuse_scale(model: nn.Module, resolution: int) -> nn.Module:
     return fused
 
 
+def _adapt_gray_input_conv(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> None:
+    """A 1-channel first conv repeated over the model's input channels and divided by their count.
+
+    Done here, in the model's precision, rather than left to timm's ``load_pretrained`` (which adapts after the filter
+    from the count the pretrained cfg's ``input_size`` declares): every caller of the filter then gets it, also
+    ``--initial-checkpoint`` and ``checkpoint_path=`` loads where no timm step follows, and a float16-stored weight
+    is divided in float32, whose rounding keeps an RGB copy of a gray image exactly equivalent. Other counts the cfg
+    declares are timm's to adapt; any other is an error naming the layer.
+    """
+    cfg = getattr(model, 'pretrained_cfg', None) or {}
+    first_conv = get_model_traits(model).get('first_conv', cfg.get('first_conv'))
+    names = (first_conv,) if isinstance(first_conv, str) else tuple(first_conv or ())
+    declared = (cfg.get('input_size') or (3,))[0]
+    for name in names:
+        key = f'{name}.weight'
+        weight = state_dict.get(key)
+        try:
+            conv = model.get_submodule(name)
+        except AttributeError:
+            continue
+        if weight is None or weight.ndim != 4 or not isinstance(conv, nn.Conv2d) or conv.groups != 1:
+            continue
+        source, target = weight.shape[1], conv.in_channels
+        if source == target or (source == declared and source != 1):
+            continue  # nothing to adapt, or timm's load_pretrained adapts it from the declared count
+        if source != 1:
+            raise ValueError(
+                f'pretrained {key} takes {source} input channels, the model {target} and its pretrained '
+                f'cfg declares {declared}: only 1-channel weights are adapted; build it with in_chans={source}')
+        state_dict[key] = weight.to(conv.weight.dtype).repeat(1, target, 1, 1) / target
+
+
 def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
     """timm ``pretrained_filter_fn``: load plain-BN checkpoints (every scale starts equal) into an S-BN model.
 
     Unwraps the usual checkpoint containers (``state_dict``, ``model``) so a training checkpoint works too.
+
+    Grayscale weights (Fashion-MNIST's, 1 input channel) fine-tune on data with any channel count: the first conv
+    (the cfg's ``first_conv``) is repeated over the model's ``in_chans`` and divided by their count, so an RGB copy
+    of a gray image gives exactly the gray image's activations, and colour is learned from there. A first conv with
+    another count than 1 that its cfg does not declare cannot be adapted: a ``ValueError``. The mean/std stay the
+    weights' own (one value for gray weights), which timm's normalisation broadcasts over every channel, as the RGB
+    copy's equivalence needs. Without ``in_chans``, timm builds a tag with the weights' channel count, so ``sct-train``
+    converts RGB images to gray unless given ``--in-chans 3``.
     """
     for wrapper in ('state_dict', 'model'):
         if wrapper in state_dict and isinstance(state_dict[wrapper], dict):
@@ -206,4 +247,5 @@ def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) 
     for name, module in model.named_modules():
         if is_sbn(module):
             expand_bn_state_dict(state_dict, f'{name}.' if name else '', module)
+    _adapt_gray_input_conv(state_dict, model)
     return state_dict

@@ -49,7 +49,7 @@ def test_convert_rejects_models_it_cannot_serve():
     ('sct_efficientnet_b0', 'nearest'), ('sct_regnetx_002', 'interpolate'),
 ])
 def test_fuse_scale_matches_sbn_at_any_resolution(model_name, policy):
-    model = randomize_scales(timm.create_model(model_name, scales=SCALES, scale_policy=policy, num_classes=10)).eval()
+    model = randomize_scales(timm.create_model(model_name, scales=SCALES, scale_policy=policy, num_classes=10, in_chans=3)).eval()
     for r in (128, 96, 80, 64, 33, 200):
         fused = fuse_scale(model, r)
         assert not sct_timm.sbn_layers(fused)
@@ -60,7 +60,7 @@ def test_fuse_scale_matches_sbn_at_any_resolution(model_name, policy):
 
 
 def test_fused_model_loads_into_plain_timm():
-    model = randomize_scales(timm.create_model('sct_resnet18', scales=SCALES, num_classes=10)).eval()
+    model = randomize_scales(timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, in_chans=3)).eval()
     fused = fuse_scale(model, 96)
     plain = timm.create_model('resnet18', num_classes=10).eval()
     plain.load_state_dict(fused.state_dict())
@@ -71,7 +71,7 @@ def test_fused_model_loads_into_plain_timm():
 
 @pytest.mark.parametrize('resolution,match', [(16, 'below the network stride'), (0, 'positive int'), (64.0, 'int')])
 def test_fuse_bad_resolution(resolution, match):
-    model = timm.create_model('sct_resnet18', scales=SCALES)
+    model = timm.create_model('sct_resnet18', scales=SCALES, in_chans=3, num_classes=1000)
     with pytest.raises(ValueError, match=match):
         fuse_scale(model, resolution)
     with pytest.raises(ValueError, match='not an SCT model'):
@@ -90,8 +90,8 @@ def test_pretrained_filter_fn_loads_plain_timm_weights(plain_resnet18_file):
     """pretrained=True with a plain-BN file: every scale starts from the same BN values."""
     plain, path = plain_resnet18_file
     model = timm.create_model(
-        'sct_resnet18', pretrained=True, scales=SCALES, num_classes=10,
-        pretrained_cfg_overlay=dict(file=str(path), num_classes=10)).eval()
+        'sct_resnet18', pretrained=True, scales=SCALES, num_classes=10, in_chans=3,
+        pretrained_cfg_overlay=dict(file=str(path), num_classes=10, input_size=(3, 224, 224))).eval()
     for r in SCALES + (80,):
         x = torch.randn(1, 3, r, r)
         with torch.no_grad():
@@ -102,8 +102,8 @@ def test_pretrained_filter_fn_loads_plain_timm_weights(plain_resnet18_file):
 def test_pretrained_plain_weights_with_new_classifier(plain_resnet18_file):
     plain, path = plain_resnet18_file
     model = timm.create_model(
-        'sct_resnet18', pretrained=True, scales=SCALES, num_classes=4,
-        pretrained_cfg_overlay=dict(file=str(path), num_classes=10))
+        'sct_resnet18', pretrained=True, scales=SCALES, num_classes=4, in_chans=3,
+        pretrained_cfg_overlay=dict(file=str(path), num_classes=10, input_size=(3, 224, 224)))
     assert model.fc.out_features == 4
     torch.testing.assert_close(model.layer1[0].bn1.weight.view(3, -1)[2], plain.layer1[0].bn1.weight)
 
@@ -112,28 +112,28 @@ def test_checkpoint_path_loads_plain_timm_weights(plain_resnet18_file, tmp_path)
     plain, _ = plain_resnet18_file
     path = tmp_path / 'plain.pth'
     torch.save({'state_dict': plain.state_dict()}, path)
-    model = timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, checkpoint_path=str(path)).eval()
+    model = timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, checkpoint_path=str(path), in_chans=3).eval()
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         torch.testing.assert_close(model(x), plain(x), rtol=0, atol=0)
 
 
 def test_sct_checkpoint_round_trip(tmp_path):
-    model = randomize_scales(timm.create_model('sct_resnet18', scales=SCALES, num_classes=10)).eval()
+    model = randomize_scales(timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, in_chans=3)).eval()
     path = tmp_path / 'sct.safetensors'
     safetensors.torch.save_file(model.state_dict(), str(path))
-    loaded = timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, checkpoint_path=str(path)).eval()
+    loaded = timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, checkpoint_path=str(path), in_chans=3).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
 
 
 def test_checkpoint_with_other_scale_count_is_rejected(tmp_path):
-    model = timm.create_model('sct_resnet18', scales=(128, 64), num_classes=10)
+    model = timm.create_model('sct_resnet18', scales=(128, 64), num_classes=10, in_chans=3)
     path = tmp_path / 'two_scales.safetensors'
     safetensors.torch.save_file(model.state_dict(), str(path))
     with pytest.raises(ValueError, match=r"'bn1.weight' has 2 scales, the model's layer has 3 scales"):
-        timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, checkpoint_path=str(path))
+        timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, checkpoint_path=str(path), in_chans=3)
     with pytest.raises(ValueError, match='has 2 scales'):
         timm.create_model(
             'sct_resnet18', pretrained=True, scales=SCALES, num_classes=10,

@@ -16,7 +16,7 @@ SCALES = (128, 64, 32)
 @pytest.fixture(scope='module')
 def model():
     torch.manual_seed(0)
-    return randomize_scales(timm.create_model('sct_resnet18', scales=SCALES, num_classes=10)).eval()
+    return randomize_scales(timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, in_chans=3)).eval()
 
 
 @pytest.fixture(scope='module')
@@ -84,7 +84,7 @@ def test_onnx_export_at_fixed_resolution(model, inputs, tmp_path, fuse):
 
 
 def test_channels_last(model, inputs):
-    cl_model = timm.create_model('sct_resnet18', scales=SCALES, num_classes=10).eval()
+    cl_model = timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, in_chans=3).eval()
     cl_model.load_state_dict(model.state_dict())
     cl_model = cl_model.to(memory_format=torch.channels_last)
     expected = _reference(model, inputs)
@@ -104,7 +104,7 @@ def test_bf16_autocast(model, inputs):
 
 
 def test_bf16_training_step():
-    model = timm.create_model('sct_resnet18', scales=SCALES, num_classes=10).train()
+    model = timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, in_chans=3).train()
     with torch.autocast('cpu', dtype=torch.bfloat16):
         loss = model(torch.randn(4, 3, 64, 64)).float().logsumexp(-1).mean()
     loss.backward()

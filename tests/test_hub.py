@@ -341,8 +341,9 @@ def test_register_tag_is_reversible(staged):
         assert name == NAME
         assert NAME in timm.list_pretrained(f'{ARCH}*')
         assert get_pretrained_cfg(NAME).hf_hub_id == REPO_ID
-        assert get_pretrained_cfg(ARCH).tag == TAG  # the first tag with weights becomes the default
+        assert get_pretrained_cfg(ARCH).tag == default_before.tag  # the zoo's tag, first with weights, stays default
         assert sct_resnet.TAG_SCALES[NAME] == SCALES
+        assert hub.register_staged(staged, default=True) == NAME and get_pretrained_cfg(ARCH).tag == TAG
     finally:
         hub.unregister_tag(name)
     assert timm.list_pretrained(f'{ARCH}*') == before
@@ -504,3 +505,79 @@ def test_gmacs_column_reads_results_written_before_the_rename(staged, trained, t
     assert all(r['gmacs'] == 0.15 for r in hub.staged_info(folder)['results'])
     text = hub.render_cards(folder.parent)
     assert '| GMACs |' in text and '| 0.150 |' in text and 'GFLOPs' not in text
+
+
+# --- beside dedicated models (comparison.json) ----------------------------------------------------------------------
+
+def test_target_margins_by_hand():
+    from sct_timm.hub.comparison import target_margins
+    sct = {32: 80.0, 40: 74.0, 48: 79.0, 56: 77.0, 64: 82.0, 72: 70.0}
+    dedicated = {'r64': (64, {32: 20.0, 40: 50.0, 48: 75.0, 56: 80.0, 64: 84.0}),
+                 'r48': (48, {40: 77.0, 48: 80.5, 56: 78.0}),
+                 'r32': (32, {32: 79.0, 40: 70.0})}
+    margins = target_margins(sct, dedicated, (64, 48, 32), float32={32: 80.04, 48: 79.0, 64: 82.2})
+    assert margins['at_scales'] == pytest.approx({'margin': 82.0 - 84.0, 'size': 64})  # 32: +1, 48: -1.5, 64: -2
+    assert margins['between'] == pytest.approx({'margin': 74.0 - 77.0 + 2, 'size': 40})  # 56: 77-80+2 = -1
+    # 40 is midway: both 32 (80) and 48 (79) count, the more accurate decides; 72 is outside [32, 64]
+    assert margins['neighbours'] == pytest.approx({'margin': 74.0 - 80.0 + 5, 'size': 40})
+    assert margins['stored'] == pytest.approx({'margin': 0.1 - 0.2, 'size': 64})
+    assert set(target_margins({64: 1.0}, {}, (64, 32))) == set()  # nothing measured, nothing claimed
+
+
+def _comparison(trained: argparse.Namespace, path: Path) -> Path:
+    float32 = [{'resolution': r, 'top1': t + (0.05 if r == 48 else 0.0), 'top5': 99.5} for r, t in TOP1.items()]
+    dedicated = [
+        {'label': 'r64', 'model': 'resnet18', 'train_size': 64, 'train_samples': 1000, 'epochs': 4,
+         'train_wall_seconds': 90.0, 'results': [{'resolution': 64, 'top1': 92.0, 'top5': 99.0},
+                                                 {'resolution': 48, 'top1': 70.0, 'top5': 95.0},
+                                                 {'resolution': 32, 'top1': 30.0, 'top5': 70.0}]},
+        {'label': 'r32', 'model': 'resnet18', 'train_size': 32, 'train_samples': 1000, 'epochs': 4,
+         'train_wall_seconds': None, 'results': [{'resolution': 48, 'top1': 88.0, 'top5': 99.0},
+                                                 {'resolution': 32, 'top1': 80.0, 'top5': 98.0}]},
+    ]
+    path.write_text(json.dumps({'hardware': 'test CPU (2 cores)', 'sct': {
+        'label': 'sct', 'train_samples': 1000, 'epochs': 4, 'train_wall_seconds': 240.0, 'float32': float32},
+        'dedicated': dedicated}))
+    return path
+
+
+def _png(path: Path) -> Path:
+    from PIL import Image
+    Image.new('RGB', (4, 4)).save(path)
+    return path
+
+
+def test_card_shows_weights_beside_dedicated_models(trained, tmp_path):
+    folder = hub.stage(trained.checkpoint, TAG, results=trained.results, results_model=ARCH, dtype='float16',
+                       comparison=_comparison(trained, tmp_path / 'comparison.json'), plot=_png(tmp_path / 'p.png'),
+                       hub_dir=tmp_path / 'hub')
+    assert hub.staged_files(folder) == sorted(STAGED_FILES + ['accuracy_vs_resolution.png', 'comparison.json'])
+    card = (folder / 'README.md').read_text()
+    assert '## Beside dedicated models' in card
+    assert ('| Resolution (px) | SCT (float16 weights) top-1 / top-5 | float32 checkpoint top-1 | `resnet18` trained '
+            'at 64 | `resnet18` trained at 32 | SCT - best dedicated |') in card
+    # 48 px (not a training scale here): SCT 87.65, the best dedicated model there is the 32-px one (88.00)
+    assert '| 48 | 87.65 / 99.50 | 87.70 | 70.00 / 95.00 | 88.00 / 99.00 | -0.35 |' in card
+    assert '| **64** | 91.23 / 99.50 | 91.23 | 92.00 / 99.00 | - | -0.77 |' in card
+    assert 'at each training scale, at or above the model trained there: -0.77 (64 px), **missed by 0.77**' in card
+    assert 'within 0.1 points of the float32 checkpoint at every size: +0.05 (48 px), met' in card
+    assert '| `sct_resnet18` (SCT) | 64, 32 | 1,000 x 4 | 4.0 |' in card
+    assert '| `resnet18` | 32 | 1,000 x 4 | - |' in card
+    assert 'Hardware: test CPU (2 cores).' in card and '](accuracy_vs_resolution.png)' in card
+    index = hub.render_cards(folder.parent, 'MODEL_CARDS.md')
+    assert '### Beside dedicated models' in index and f'{folder.parent}/{NAME}/accuracy_vs_resolution.png' in index
+
+
+def test_stage_refuses_bad_comparison_or_plot(trained, tmp_path):
+    bad = tmp_path / 'bad.json'
+    bad.write_text(json.dumps({'hardware': 'x', 'sct': {'label': 's', 'train_samples': 1, 'epochs': 1,
+                                                         'float32': [{'resolution': 64, 'top1': 1.0}]}}))
+    out = tmp_path / 'hub'
+    assert _error(['stage', trained.checkpoint, '--tag', TAG, '--comparison', bad, '--hub-dir', out]) == \
+        f'sct-hub: error: {bad}: "dedicated" needs at least one model'
+    not_png = tmp_path / 'plot.png'
+    not_png.write_text('text')
+    good = _comparison(trained, tmp_path / 'comparison.json')
+    assert _error(['stage', trained.checkpoint, '--tag', TAG, '--comparison', good, '--plot', not_png,
+                   '--hub-dir', out]) == f'sct-hub: error: {not_png}: not a PNG image'
+    assert not out.exists()

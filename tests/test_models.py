@@ -4,7 +4,7 @@ import timm
 import torch
 from timm.data import create_transform, resolve_data_config
 from timm.layers import BatchNormAct2d
-from timm.models import EfficientNet, RegNet, ResNet
+from timm.models import EfficientNet, RegNet, ResNet, get_pretrained_cfg
 from timm.optim import create_optimizer_v2
 from PIL import Image
 
@@ -22,15 +22,21 @@ def test_registered_in_timm():
         assert timm.is_model(name)
 
 
-def test_default_scales_are_sct_a():
+def test_default_shape_and_scales_are_the_default_tags():
+    # as in timm, the default tag (the zoo's Fashion-MNIST weights) sets the default shape, and its scales with it
     model = timm.create_model('sct_resnet18')
+    assert (model.in_chans, model.num_classes, sct_timm.get_scales(model)) == (1, 10, (64, 48, 32))
+    assert model.pretrained_cfg['tag'] == 'sct3j_fmnist'
+    # an architecture without weights gets SCT-A
+    model = timm.create_model('sct_efficientnet_b0')
+    assert (model.in_chans, model.num_classes) == (3, 1000)
     assert sct_timm.get_scales(model) == sct_timm.SCT_A == (320, 224, 192, 128, 64)
     assert sct_timm.get_network_stride(model) == 32
 
 
 @pytest.mark.parametrize('model_name', MODEL_NAMES)
 def test_same_architecture_as_timm(model_name):
-    model = timm.create_model(model_name, scales=SMALL_SCALES)
+    model = timm.create_model(model_name, scales=SMALL_SCALES, in_chans=3, num_classes=1000)
     plain = timm.create_model(BASE_MODELS[model_name])
     assert isinstance(model, (ResNet, EfficientNet, RegNet)) and type(model) is type(plain)
     sbn = {n for n, m in model.named_modules() if sct_timm.is_sbn(m)}
@@ -46,7 +52,7 @@ def test_same_architecture_as_timm(model_name):
 @pytest.mark.parametrize('model_name', MODEL_NAMES)
 def test_eval_equals_plain_timm_at_each_scale(model_name):
     torch.manual_seed(0)
-    model = randomize_scales(timm.create_model(model_name, scales=SMALL_SCALES, num_classes=10)).eval()
+    model = randomize_scales(timm.create_model(model_name, scales=SMALL_SCALES, num_classes=10, in_chans=3)).eval()
     outputs = {}
     for index, r in enumerate(SMALL_SCALES):
         x = torch.randn(2, 3, r, r)
@@ -64,7 +70,7 @@ def test_eval_equals_plain_timm_at_each_scale(model_name):
 
 @pytest.mark.parametrize('model_name', MODEL_NAMES)
 def test_train_step_updates_only_its_scale(model_name):
-    model = timm.create_model(model_name, scales=SMALL_SCALES, num_classes=10).train()
+    model = timm.create_model(model_name, scales=SMALL_SCALES, num_classes=10, in_chans=3).train()
     before = {k: v.clone() for k, v in model.state_dict().items() if k.endswith('running_mean')}
     out = model(torch.randn(4, 3, 96, 96))
     out.mean().backward()
@@ -79,7 +85,7 @@ def test_train_step_updates_only_its_scale(model_name):
 
 @pytest.mark.parametrize('model_name', ['sct_mobilenetv2', 'sct_efficientnet_b0', 'sct_regnetx_002'])
 def test_bn_act_keeps_activation_and_drop(model_name):
-    model = timm.create_model(model_name, scales=SMALL_SCALES, drop_rate=0.1)
+    model = timm.create_model(model_name, scales=SMALL_SCALES, drop_rate=0.1, in_chans=3, num_classes=1000)
     plain = timm.create_model(BASE_MODELS[model_name])
     checked = 0
     for (name, m), (_, p) in zip(model.named_modules(), plain.named_modules()):
@@ -92,7 +98,7 @@ def test_bn_act_keeps_activation_and_drop(model_name):
 
 @pytest.mark.parametrize('model_name', MODEL_NAMES)
 def test_timm_model_api(model_name):
-    model = timm.create_model(model_name, scales=SMALL_SCALES, num_classes=7).eval()
+    model = timm.create_model(model_name, scales=SMALL_SCALES, num_classes=7, in_chans=3).eval()
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         feats = model.forward_features(x)
@@ -112,7 +118,7 @@ def test_timm_model_api(model_name):
 
 @pytest.mark.parametrize('model_name', MODEL_NAMES)
 def test_features_only(model_name):
-    model = timm.create_model(model_name, scales=SMALL_SCALES, features_only=True).eval()
+    model = timm.create_model(model_name, scales=SMALL_SCALES, features_only=True, in_chans=3).eval()
     with torch.no_grad():
         feats = model(torch.randn(1, 3, 64, 64))
     assert [f.shape[1] for f in feats] == model.feature_info.channels()
@@ -133,7 +139,11 @@ def test_in_chans_and_pretrained_cfg(model_name):
     assert cfg['first_conv'] + '.weight' in state and cfg['classifier'] + '.weight' in state
     config = resolve_data_config({}, model=timm.create_model(model_name))
     transform = create_transform(**config)
-    assert transform(Image.new('RGB', (300, 260))).shape == (3, 224, 224)
+    if get_pretrained_cfg(model_name).has_weights:  # the default tag's data config: the zoo's Fashion-MNIST
+        assert config['input_size'] == (1, 64, 64) and config['mean'] == (0.286,)
+        assert transform(Image.new('L', (300, 260))).shape == (1, 64, 64)
+    else:
+        assert transform(Image.new('RGB', (300, 260))).shape == (3, 224, 224)
 
 
 def test_unknown_kwarg_is_a_type_error():
@@ -148,13 +158,13 @@ def test_unknown_kwarg_is_a_type_error():
     ((1, 3, 64, 16), ValueError, 'input too small'),
 ])
 def test_model_bad_input(shape, error, match):
-    model = timm.create_model('sct_resnet18', scales=SMALL_SCALES).eval()
+    model = timm.create_model('sct_resnet18', scales=SMALL_SCALES, in_chans=3, num_classes=1000).eval()
     with pytest.raises(error, match=match):
         model(torch.randn(*shape))
 
 
 def test_weight_decay_exempts_per_scale_parameters():
-    model = timm.create_model('sct_resnet18', scales=SMALL_SCALES)
+    model = timm.create_model('sct_resnet18', scales=SMALL_SCALES, in_chans=3, num_classes=1000)
     optimizer = create_optimizer_v2(model, 'sgd', lr=0.1, weight_decay=1e-4)
     decayed = {id(p) for g in optimizer.param_groups if g['weight_decay'] > 0 for p in g['params']}
     for m in model.modules():
@@ -164,6 +174,6 @@ def test_weight_decay_exempts_per_scale_parameters():
 
 
 def test_meta_device_construction():
-    model = timm.create_model('sct_resnet50', device='meta')
+    model = timm.create_model('sct_resnet50', device='meta', in_chans=3, num_classes=1000)
     assert all(t.device.type == 'meta' for t in model.state_dict().values())
     assert model(torch.randn(1, 3, 224, 224, device='meta')).shape == (1, 1000)

@@ -51,7 +51,7 @@ def test_scales_no_stride_tells_apart_are_rejected():
     with pytest.raises(ValueError, match='below the network stride'):
         validate_scales((64, 16), network_stride=32)
     with pytest.raises(ValueError, match='cannot be told apart'):
-        timm.create_model('sct_resnet18', scales=(224, 223))
+        timm.create_model('sct_resnet18', scales=(224, 223), in_chans=3, num_classes=1000)
 
 
 def test_select_scale_rule():
@@ -146,7 +146,7 @@ def test_all_layers_of_a_forward_pass_agree():
     """Every S-BN of one forward pass, at any input side (square or not), selects the same scale(s)."""
     for policy in ('nearest', 'interpolate'):
         model = timm.create_model(
-            'sct_resnet18', scales=(224, 128, 64), scale_policy=policy, num_classes=0, device='meta').eval()
+            'sct_resnet18', scales=(224, 128, 64), scale_policy=policy, num_classes=0, device='meta', in_chans=3).eval()
         picks = []
         hooks = [
             m.register_forward_pre_hook(lambda mod, args: picks.append(mod.select(args[0])))
@@ -164,7 +164,7 @@ def test_all_layers_of_a_forward_pass_agree():
 
 
 def test_threads_at_different_resolutions_match_running_alone():
-    model = randomize_scales(timm.create_model('sct_resnet18', scales=(128, 64), num_classes=10)).eval()
+    model = randomize_scales(timm.create_model('sct_resnet18', scales=(128, 64), num_classes=10, in_chans=3)).eval()
     inputs = {r: torch.randn(2, 3, r, r, generator=torch.Generator().manual_seed(r)) for r in (128, 64)}
     with torch.no_grad():
         alone = {r: model(x) for r, x in inputs.items()}

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--results', help='sct-bench results JSON for the accuracy table')
     p.add_argument('--results-model', help='which "model" rows of --results describe these weights')
     p.add_argument('--train-args', help="the run's args.yaml (default: the checkpoint's args)")
+    p.add_argument('--comparison', help='comparison.json of these weights beside dedicated plain models (written by '
+                   'benchmarks/zoo.py), shown in the card')
+    p.add_argument('--plot', help='PNG of accuracy vs resolution, shown in the card')
     p.add_argument('--use-ema', action='store_true',
                    help="stage the checkpoint's EMA weights (an error if it has none)")
     p.add_argument('--dtype', default='float32', choices=sorted(STORAGE_DTYPES), help='weight storage precision')

@@ -16,9 +16,10 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id as hf_vali
 from ..utils import CLIError, one_line
 
 __all__ = [
-    'HUB_ORG', 'CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME', 'RESULTS_NAME', 'ARGS_NAME', 'REQUIRED_FILES',
-    'STORAGE_DTYPES', 'TAG_PATTERN', 'read_json', 'read_yaml_mapping', 'load_results', 'read_config', 'staged_files',
-    'sct_meta', 'staged_info', 'find_staged', 'validate_repo_id', 'staged_repo_id',
+    'HUB_ORG', 'CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME', 'RESULTS_NAME', 'ARGS_NAME', 'COMPARISON_NAME',
+    'PLOT_NAME', 'REQUIRED_FILES', 'STORAGE_DTYPES', 'TAG_PATTERN', 'read_json', 'read_yaml_mapping',
+    'load_results', 'read_config', 'staged_files', 'sct_meta', 'staged_info', 'find_staged', 'validate_repo_id',
+    'staged_repo_id',
 ]
 
 HUB_ORG = 'sct-timm'
@@ -28,6 +29,8 @@ WEIGHTS_NAME = 'model.safetensors'
 CARD_NAME = 'README.md'
 RESULTS_NAME = 'results.json'
 ARGS_NAME = 'args.yaml'
+COMPARISON_NAME = 'comparison.json'  # optional: the weights beside dedicated models (`sct_timm.hub.comparison`)
+PLOT_NAME = 'accuracy_vs_resolution.png'  # optional: the card's plot
 REQUIRED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 STORAGE_DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 TAG_PATTERN = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]*')
@@ -179,6 +182,8 @@ def staged_info(folder: Union[str, Path]) -> Dict[str, Any]:
         raise CLIError(f'{cfg_path}: needs pretrained_cfg.tag and model_args.scales')
     results = read_json(folder / RESULTS_NAME) if (folder / RESULTS_NAME).is_file() else {}
     train_args = read_yaml_mapping(folder / ARGS_NAME) if (folder / ARGS_NAME).is_file() else None
+    from .comparison import load_comparison  # it reads files through this module
+    comparison = load_comparison(folder / COMPARISON_NAME) if (folder / COMPARISON_NAME).is_file() else None
     return {
         'name': f"{cfg['architecture']}.{pcfg['tag']}",
         'architecture': cfg['architecture'],
@@ -202,6 +207,8 @@ def staged_info(folder: Union[str, Path]) -> Dict[str, Any]:
         'results': _with_gmacs(results.get('results') or []),
         'environment': results.get('environment'),
         'train_args': train_args,
+        'comparison': comparison,
+        'plot': PLOT_NAME if (folder / PLOT_NAME).is_file() else None,
     }
 
 

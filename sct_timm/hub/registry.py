@@ -65,12 +65,13 @@ def tag_cfg(folder: Union[str, Path], hf_hub_id: Optional[str] = None) -> Tuple[
     return info['name'], cfg, tuple(info['scales'])
 
 
-def register_tag(name: str, cfg: Dict[str, Any], scales: Sequence[int]) -> str:
+def register_tag(name: str, cfg: Dict[str, Any], scales: Sequence[int], default: bool = False) -> str:
     """Make ``arch.tag`` a pretrained tag of an SCT model at run time, as its two code entries would.
 
     Adds ``cfg`` to the model module's ``default_cfgs`` and ``scales`` to its ``TAG_SCALES``, then re-runs timm's
     ``register_model`` on the entrypoint so the registry (``list_pretrained``, ``create_model('arch.tag')``) sees
-    it. The first tag with weights becomes the architecture's default, as in ``generate_default_cfgs``.
+    it. The first tag with weights becomes the architecture's default, as in ``generate_default_cfgs``, unless
+    ``default`` makes this one the default (`unregister_tag` gives the default back).
     """
     arch, tag = split_model_name_tag(name)
     if not tag or not TAG_PATTERN.fullmatch(tag):
@@ -87,9 +88,11 @@ def register_tag(name: str, cfg: Dict[str, Any], scales: Sequence[int]) -> str:
     except ValueError as e:
         raise CLIError(f'bad scales for {name}: {e}') from None
     default_cfg = module.default_cfgs[arch]
-    if tag not in default_cfg.cfgs:
+    if tag in default_cfg.cfgs and default:
+        default_cfg.tags.remove(tag)
+    if tag not in default_cfg.tags:
         has_other_weights = any(c.has_weights for c in default_cfg.cfgs.values())
-        if has_other_weights:
+        if has_other_weights and not default:
             default_cfg.tags.append(tag)
         else:
             default_cfg.tags.appendleft(tag)
@@ -117,10 +120,10 @@ def unregister_tag(name: str) -> None:
     _reregister(fn)
 
 
-def register_staged(folder: Union[str, Path], hf_hub_id: Optional[str] = None) -> str:
+def register_staged(folder: Union[str, Path], hf_hub_id: Optional[str] = None, default: bool = False) -> str:
     """Register a staged folder's tag (`tag_cfg` + `register_tag`); returns ``arch.tag``."""
     name, cfg, scales = tag_cfg(folder, hf_hub_id)
-    return register_tag(name, cfg, scales)
+    return register_tag(name, cfg, scales, default=default)
 
 
 def _wrap_call(head: str, items: List[str], indent: str, width: int = 120) -> List[str]:

@@ -25,9 +25,10 @@ from ..utils import CLIError
 from ..version import __version__
 from .cards import dataset_display_name, hub_dataset_id, render_model_card
 from .files import (
-    ARGS_NAME, CARD_NAME, HUB_ORG, RESULTS_NAME, STORAGE_DTYPES, TAG_PATTERN, load_results, read_yaml_mapping,
-    staged_info, validate_repo_id,
+    ARGS_NAME, CARD_NAME, COMPARISON_NAME, HUB_ORG, PLOT_NAME, RESULTS_NAME, STORAGE_DTYPES, TAG_PATTERN,
+    load_results, read_yaml_mapping, staged_info, validate_repo_id,
 )
+from .comparison import load_comparison
 from .load import verify
 
 __all__ = ['stage']
@@ -109,6 +110,18 @@ def _fix_permissions(folder: Path) -> None:
             path.chmod(0o666 & ~umask)
 
 
+def _check_png(path: Path) -> None:
+    try:
+        with path.open('rb') as f:
+            magic = f.read(8)
+    except FileNotFoundError:
+        raise CLIError(f'{path}: file not found') from None
+    except OSError as e:
+        raise CLIError(f'{path}: not readable ({e.strerror})') from None
+    if magic != b'\x89PNG\r\n\x1a\n':
+        raise CLIError(f'{path}: not a PNG image')
+
+
 def _cast_for_storage(model: torch.nn.Module, dtype: str, checkpoint: Path) -> None:
     """Cast to the storage dtype, refusing weights that would overflow it (they would load as inf)."""
     if dtype == 'float32':
@@ -130,6 +143,8 @@ def stage(
         results: Optional[Union[str, Path]] = None,
         results_model: Optional[str] = None,
         train_args: Optional[Union[str, Path]] = None,
+        comparison: Optional[Union[str, Path]] = None,
+        plot: Optional[Union[str, Path]] = None,
         use_ema: bool = False,
         dtype: str = 'float32',
         org: str = HUB_ORG,
@@ -153,6 +168,9 @@ def stage(
         results: ``sct-bench`` results JSON for the card's accuracy table (copied as ``results.json``).
         results_model: Which ``model`` rows of ``results`` describe these weights.
         train_args: The run's ``args.yaml`` (copied); default: the checkpoint's ``args``.
+        comparison: The weights beside dedicated plain models (`sct_timm.hub.comparison`; copied as
+            ``comparison.json``), rendered in the card.
+        plot: PNG of accuracy against resolution (copied as ``accuracy_vs_resolution.png``), shown in the card.
         use_ema: Stage the checkpoint's EMA weights (an error if it has none: see `sct_timm.checkpoint`).
         dtype: Storage precision of ``model.safetensors``; timm loads it into float32 parameters.
         org: Hub namespace of ``hf_hub_id``.
@@ -198,6 +216,10 @@ def stage(
     results_doc = load_results(results, results_model) if results is not None else None
     if train_args is not None:
         read_yaml_mapping(Path(train_args))  # a readable mapping, or a clear error before any work
+    if comparison is not None:
+        load_comparison(comparison)
+    if plot is not None:
+        _check_png(Path(plot))
     dataset = dataset or _arg(args, 'dataset') or (results_doc['results'][0]['dataset'] if results_doc else None)
     if not dataset:
         raise CLIError(f'{checkpoint}: records no data set (no args.dataset, no results); pass --dataset')
@@ -241,6 +263,10 @@ def stage(
                     safe_serialization=True)
         if results_doc is not None:
             (tmp / RESULTS_NAME).write_text(json.dumps(results_doc, indent=2) + '\n', encoding='utf-8')
+        if comparison is not None:
+            shutil.copyfile(comparison, tmp / COMPARISON_NAME)
+        if plot is not None:
+            shutil.copyfile(plot, tmp / PLOT_NAME)
         if train_args is not None:
             shutil.copyfile(train_args, tmp / ARGS_NAME)
         elif args:

@@ -7,21 +7,30 @@ from ._builder import create_sct_model, sct_cfg
 
 __all__ = []
 
-TAG_SCALES: Dict[str, Sequence[int]] = {}
+# scales each weight tag was trained with ('arch.tag' -> scales); tags without weights use the default preset
+TAG_SCALES: Dict[str, Sequence[int]] = {
+    'sct_mobilenetv2.sct3j_fmnist': (64, 48, 32),
+}
 
 
 def _cfg(url: str = '', **kwargs):
-    return sct_cfg(url, first_conv='conv_stem', classifier='classifier', interpolation='bicubic', **kwargs)
+    return sct_cfg(url, **{'first_conv': 'conv_stem', 'classifier': 'classifier', 'interpolation': 'bicubic', **kwargs})
 
 
+# the zoo's weights (MODEL_CARDS.md), the default tags: as in timm, a default tag also sets the default shape
+# (1 channel, 10 classes) and scales of `timm.create_model('<arch>')`
 default_cfgs = generate_default_cfgs({
-    'sct_mobilenetv2': _cfg(),
+    'sct_mobilenetv2.sct3j_fmnist': _cfg(
+        hf_hub_id='sct-timm/sct_mobilenetv2.sct3j_fmnist', input_size=(1, 64, 64), interpolation='bilinear',
+        mean=(0.286,), std=(0.353,), num_classes=10, pool_size=(2, 2),
+        description='sct_mobilenetv2 trained with Scale Calibrated Training at scales [64, 48, 32] on Fashion-MNIST',
+    ),
 })
 
 
 @register_model
 def sct_mobilenetv2(pretrained: bool = False, **kwargs) -> EfficientNet:
-    """MobileNetV2 (width 1.0) with S-BN; ``scales`` picks the training resolutions (default SCT-A)."""
+    """MobileNetV2 (width 1.0) with S-BN; ``scales`` picks the training resolutions (default: the tag's, 64, 48, 32)."""
     return create_sct_model(
         'sct_mobilenetv2', pretrained, tag_scales=TAG_SCALES,
         feature_cfg=dict(flatten_sequential=True), **kwargs)

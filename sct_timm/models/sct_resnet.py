@@ -8,16 +8,29 @@ from ._builder import create_sct_model, sct_cfg
 __all__ = []
 
 # scales each weight tag was trained with ('arch.tag' -> scales); tags without weights use the default preset
-TAG_SCALES: Dict[str, Sequence[int]] = {}
+TAG_SCALES: Dict[str, Sequence[int]] = {
+    'sct_resnet18.sct3j_fmnist': (64, 48, 32),
+    'sct_resnet50.sct3j_fmnist': (64, 48, 32),
+}
 
 
 def _cfg(url: str = '', **kwargs):
     return sct_cfg(url, first_conv='conv1', classifier='fc', **kwargs)
 
 
+# the zoo's weights (MODEL_CARDS.md), the default tags: as in timm, a default tag also sets the default shape
+# (1 channel, 10 classes) and scales of `timm.create_model('<arch>')`
 default_cfgs = generate_default_cfgs({
-    'sct_resnet18': _cfg(),
-    'sct_resnet50': _cfg(),
+    'sct_resnet18.sct3j_fmnist': _cfg(
+        hf_hub_id='sct-timm/sct_resnet18.sct3j_fmnist', input_size=(1, 64, 64), mean=(0.286,), std=(0.353,),
+        num_classes=10, pool_size=(2, 2),
+        description='sct_resnet18 trained with Scale Calibrated Training at scales [64, 48, 32] on Fashion-MNIST',
+    ),
+    'sct_resnet50.sct3j_fmnist': _cfg(
+        hf_hub_id='sct-timm/sct_resnet50.sct3j_fmnist', input_size=(1, 64, 64), mean=(0.286,), std=(0.353,),
+        num_classes=10, pool_size=(2, 2),
+        description='sct_resnet50 trained with Scale Calibrated Training at scales [64, 48, 32] on Fashion-MNIST',
+    ),
 })
 
 
@@ -27,11 +40,11 @@ def _create_sct_resnet(variant: str, pretrained: bool = False, **kwargs) -> ResN
 
 @register_model
 def sct_resnet18(pretrained: bool = False, **kwargs) -> ResNet:
-    """ResNet-18 with S-BN; ``scales`` picks the training resolutions (default SCT-A)."""
+    """ResNet-18 with S-BN; ``scales`` picks the training resolutions (default: the tag's, 64, 48, 32)."""
     return _create_sct_resnet('sct_resnet18', pretrained, **kwargs)
 
 
 @register_model
 def sct_resnet50(pretrained: bool = False, **kwargs) -> ResNet:
-    """ResNet-50 with S-BN; ``scales`` picks the training resolutions (default SCT-A)."""
+    """ResNet-50 with S-BN; ``scales`` picks the training resolutions (default: the tag's, 64, 48, 32)."""
     return _create_sct_resnet('sct_resnet50', pretrained, **kwargs)
