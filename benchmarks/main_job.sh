@@ -5,7 +5,7 @@
 #   2. sweep each zoo tag (sct_resnet18, sct_mobilenetv2, sct_resnet50 .sct3j_fmnist) through timm's own
 #      pretrained=True path at 32..96 px on the test images its card used, beside the card and the dedicated plain
 #      models trained at 64, 48 and 32 px: output/zoo_check/check.md, check.json and one plot per architecture.
-# About 15 minutes on 2 CPU cores; TEST_SAMPLES=1000 takes about 2 (then no card difference is checked).
+# About 11 minutes on 2 CPU cores (9.8 of sweeps); TEST_SAMPLES=1000 is quicker but then checks no card difference.
 # Training the zoo again is the one command `python benchmarks/zoo.py && python benchmarks/zoo.py --stage` (~2 h).
 # Usage: bash benchmarks/main_job.sh
 set -euo pipefail

@@ -26,12 +26,16 @@ echo "== newest timm in $TIMM_RANGE"
 timm_version() { "$1" -c 'import timm; print(timm.__version__)'; }
 TIMM_HIGH=$(timm_version "$PY")
 
+# timm's TorchScript tests script the default model, which for the zoo architectures is the zoo's close scale set
+# (64, 48, 32: its S-BN layers share the stem's scale decision, which TorchScript cannot script); `sct-export` traces
+# those models instead (README, "Export")
+TIMM_UNSUPPORTED='torchscript and (sct_resnet or sct_mobilenetv2)'
 timm_model_tests() {  # $1: python, $2: timm version
     "$1" -m pip download "${PIP_QUIET[@]}" --no-deps --no-binary :all: "timm==$2" -d "$work/sdist-$2" 2>&1 \
         | grep -v '^WARNING: Location' || true
     tar -xzf "$work/sdist-$2/timm-$2.tar.gz" -C "$work" "timm-$2/tests/test_models.py"
     (cd "$work/timm-$2/tests" && \
-        "$1" -m pytest -p sct_timm test_models.py -k sct_ -q -p no:cacheprovider \
+        "$1" -m pytest -p sct_timm test_models.py -k "sct_ and not ($TIMM_UNSUPPORTED)" -q -p no:cacheprovider \
         -W ignore::pytest.PytestUnknownMarkWarning)
 }
 
