@@ -202,18 +202,21 @@ def _sweep_path(row: Row, args: argparse.Namespace) -> Path:
     return Path(args.results) / 'sweeps' / row.name / 'results.json'
 
 
-def _swept(row: Row, args: argparse.Namespace) -> Optional[List[dict]]:
-    """The rows of a finished sweep, or None (never swept, cut short, or older than a retrained checkpoint)."""
-    path = _sweep_path(row, args)
+def _finished_sweep(path: Path, checkpoint: Path) -> Optional[List[dict]]:
+    """The rows of the sweep in ``path``, or None (never swept, cut short, or older than a retrained checkpoint)."""
     if not path.is_file():
         return None
     doc = json.loads(path.read_text())
     if doc['config'].get('status', 'complete') != 'complete':
         return None
-    checkpoint = Path(args.output) / row.name / 'last.pth.tar'
     if checkpoint.is_file() and checkpoint.stat().st_mtime > path.stat().st_mtime:
         return None
     return doc['results']
+
+
+def _swept(row: Row, args: argparse.Namespace) -> Optional[List[dict]]:
+    """The rows of a row's finished sweep of its checkpoint, or None (`_finished_sweep`)."""
+    return _finished_sweep(_sweep_path(row, args), Path(args.output) / row.name / 'last.pth.tar')
 
 
 def sweep_command(row: Row, args: argparse.Namespace) -> List[str]:
@@ -264,11 +267,9 @@ def stored_sweep_command(row: Row, args: argparse.Namespace) -> List[str]:
 
 
 def _stored_swept(row: Row, args: argparse.Namespace) -> bool:
-    path, checkpoint = _stored_sweep_path(row, args), Path(args.output) / row.name / 'last.pth.tar'
-    if not path.is_file() or not checkpoint.is_file():
-        return False
-    complete = json.loads(path.read_text())['config'].get('status') == 'complete'
-    return complete and path.stat().st_mtime > checkpoint.stat().st_mtime
+    """Whether the staged float16 weights of a trained SCT row were swept since its checkpoint was written."""
+    checkpoint = Path(args.output) / row.name / 'last.pth.tar'
+    return checkpoint.is_file() and _finished_sweep(_stored_sweep_path(row, args), checkpoint) is not None
 
 
 def comparison_doc(row: Row, args: argparse.Namespace) -> dict:
