@@ -1,8 +1,12 @@
-"""Shared helpers for the core tests: S-BN models whose scales really differ, and their per-scale plain twins."""
-from typing import Dict
+"""Shared helpers for the core tests: S-BN models whose scales really differ, their per-scale plain twins, and the
+small ImageFolders a user brings."""
+from pathlib import Path
+from typing import Dict, Mapping, Optional
 
+import numpy as np
 import timm
 import torch
+from PIL import Image
 
 from sct_timm import is_sbn
 from sct_timm.bench.overhead import distinct_scale_stats
@@ -46,3 +50,19 @@ def plain_twin(sct_name: str, model: torch.nn.Module, index: int, **kwargs) -> t
     plain = timm.create_model(BASE_MODELS[sct_name], **kwargs)
     plain.load_state_dict(plain_state_dict_for_scale(model, index))
     return plain.eval()
+
+
+def image_folder(root: Path, mode: str, num_classes: int = 2, per_class: Optional[Mapping[str, int]] = None,
+                 size: int = 36) -> Path:
+    """An ImageFolder (``train/`` and ``validation/``, ``class_<i>`` folders) of random ``size``-px PNGs saved in PIL
+    ``mode`` (``'RGB'``, ``'L'``, ``'RGBA'``, ``'P'``...): the data a timm user brings, in the mode it is stored in."""
+    rng = np.random.default_rng(0)
+    for split, count in (per_class or {'train': 4, 'validation': 2}).items():
+        for c in range(num_classes):
+            folder = root / split / f'class_{c}'
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).convert(mode).save(folder / f'{i}.png')  # 'P': a palette; 'RGBA': alpha
+                assert Image.open(folder / f'{i}.png').mode == mode
+    return root

@@ -10,18 +10,16 @@ import io
 from pathlib import Path
 
 import huggingface_hub
-import numpy as np
 import pytest
 import safetensors.torch
 import timm
 import torch
-from PIL import Image
 from timm.models import get_pretrained_cfg
 
 import sct_timm
 from sct_timm import hub, train
 
-from helpers import randomize_scales
+from helpers import image_folder, randomize_scales
 
 TAG = 'ft_fmnist'
 SCALES = (48, 32)
@@ -148,16 +146,7 @@ def test_first_conv_that_cannot_adapt_is_one_line_error(zoo, tmp_path):
 
 
 def _image_folder(root: Path, mode: str, num_classes: int = 3) -> Path:
-    """A tiny ImageFolder of 36x36 PNGs in PIL ``mode`` with train/ and validation/ splits: the user's own data."""
-    rng = np.random.default_rng(0)
-    for split, count in (('train', 4), ('validation', 2)):
-        for c in range(num_classes):
-            folder = root / split / f'class_{c}'
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)
-                Image.fromarray(pixels).convert(mode).save(folder / f'{i}.png')
-    return root
+    return image_folder(root, mode, num_classes)
 
 
 @pytest.fixture

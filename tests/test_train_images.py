@@ -2,30 +2,20 @@
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from sct_timm import train
 from sct_timm.datasets import image_mode_for
+
+from helpers import image_folder
 
 _SPLITS = {'train': 8, 'validation': 2}  # images per class and split
 
 
 def _image_folder(root: Path, mode: str) -> Path:
     """Two classes of 28x28 PNGs in PIL ``mode`` (``'L'``, ``'RGBA'`` or ``'P'``), in train/ and validation/."""
-    rng = np.random.default_rng(0)
-    for split, count in _SPLITS.items():
-        for label in ('a', 'b'):
-            folder = root / split / label
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
-                image = Image.fromarray(pixels).convert(mode)  # 'P' quantises to a palette, 'RGBA' adds alpha
-                image.save(folder / f'{i}.png')
-                assert Image.open(folder / f'{i}.png').mode == mode
-    return root
+    return image_folder(root, mode, 2, _SPLITS, size=28)
 
 
 @pytest.mark.parametrize('in_chans', [1, 3])
