@@ -25,7 +25,7 @@ from .bench.models import model_in_chans
 from .calibrate import calibrate
 from .checkpoint import create_model_from_checkpoint, read_checkpoint
 from .convert import get_scales
-from .datasets import FMNIST_DIR, create_dataset, image_mode_for, is_fmnist
+from .datasets import FMNIST_DIR, create_dataset, is_fmnist, resolve_image_mode
 from .evaluate import create_sample_loader
 from .layers import is_sbn
 from .quantize import calibration_data_config
@@ -108,13 +108,12 @@ def run(args: argparse.Namespace) -> Path:
     root = args.data_dir or (FMNIST_DIR if is_fmnist(dataset) else None)
     if root is None:
         raise CLIError('no data: give --data-dir (or --dataset fmnist)')
-    in_chans = model_in_chans(model)
+    img_mode = resolve_image_mode(model_in_chans(model), run_args.get('input_img_mode'), dataset, args.model,
+                                  fix='a checkpoint of a {image_chans}-channel model')
     try:
-        data = create_dataset(dataset, root=root, split=args.split, input_img_mode=image_mode_for(in_chans))
-        # the run's mean/std, else as sct-bench normalises (Fashion-MNIST's for a 1-channel model on it, the channel
-        # average of an RGB config for other 1-channel data)
-        config = calibration_data_config(model, max(scales), dataset,
-                                         **{k: run_args.get(k) or None for k in ('mean', 'std')})
+        data = create_dataset(dataset, root=root, split=args.split, input_img_mode=img_mode)
+        # the run's preprocessing (the checkpoint's data config), else as sct-bench normalises
+        config = calibration_data_config(model, max(scales), dataset)
     except USER_ERRORS as e:
         raise CLIError(f'cannot open data set {dataset!r} at {root}: {one_line(e)}') from None
     loader = create_sample_loader(data, config, args.num_batches * args.batch_size, args.batch_size, seed=args.seed,

@@ -5,6 +5,11 @@ The state dict comes from timm's own ``load_state_dict`` (safetensors, or ``torc
 prefixes stripped), so a checkpoint means here what it means to timm. What timm's loader drops, the run's ``args``,
 ``arch`` and ``epoch``, is read from the same file memory-mapped, without copying its tensors.
 
+Preprocessing: ``sct-train`` records the data config it resolved (mean, std, crop_pct, interpolation, input_size, and
+``input_img_mode`` when one was given) in the args. `create_model_from_checkpoint` writes it into the model's
+``pretrained_cfg`` (`apply_run_data_config`), so timm's ``resolve_data_config`` and every command evaluate a checkpoint
+the way it was trained; explicit flags still override it, as they override any ``pretrained_cfg``.
+
 EMA: ``use_ema=True`` asks for a checkpoint's EMA weights and is an error when it has none (timm silently falls back
 to the plain weights; a user who asked for EMA numbers must not get others). ``use_ema=False`` reads the plain
 weights, and a checkpoint holding only EMA weights is an error too.
@@ -21,12 +26,16 @@ from timm.models import get_pretrained_cfg, load_state_dict
 
 from .utils import CLIError, one_line
 
-__all__ = ['Checkpoint', 'read_checkpoint', 'model_kwargs_from_checkpoint', 'create_model_from_checkpoint']
+__all__ = [
+    'Checkpoint', 'read_checkpoint', 'read_run_args', 'model_kwargs_from_checkpoint', 'apply_run_data_config',
+    'create_model_from_checkpoint',
+]
 
 _logger = logging.getLogger(__name__)
 
 _EMA_KEYS = ('state_dict_ema', 'model_ema')
 _PLAIN_KEYS = ('state_dict', 'model')
+_DATA_KEYS = ('mean', 'std', 'crop_pct', 'interpolation')
 
 
 @dataclass
@@ -61,13 +70,17 @@ def _plain(value: Any) -> Any:
 
 def _read_container(path: Path) -> Any:
     """The unpickled top level, tensors memory-mapped (nothing copied): for the metadata timm's loader drops."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        try:
-            return torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if 'mmap' not in str(e):
-                raise
-            return torch.load(path, map_location='cpu', weights_only=True)  # legacy (non-zip) format
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            try:
+                return torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+            except RuntimeError as e:
+                if 'mmap' not in str(e):
+                    raise
+                return torch.load(path, map_location='cpu', weights_only=True)  # legacy (non-zip) format
+    except Exception as e:
+        raise CLIError(f'{path}: not a checkpoint torch.load(weights_only=True) can read: {one_line(e, 200)}') \
+            from None
 
 
 def read_checkpoint(path: Union[str, Path], use_ema: bool = False) -> Checkpoint:
@@ -81,11 +94,7 @@ def read_checkpoint(path: Union[str, Path], use_ema: bool = False) -> Checkpoint
         if use_ema:
             raise CLIError(f'{path}: has no EMA weights (a safetensors file holds one state dict); drop --use-ema')
     else:
-        try:
-            container = _read_container(path)
-        except Exception as e:
-            raise CLIError(f'{path}: not a checkpoint torch.load(weights_only=True) can read: {one_line(e, 200)}') \
-                from None
+        container = _read_container(path)
         if not isinstance(container, dict):
             raise CLIError(f'{path}: holds a {type(container).__name__}, not a state dict or training checkpoint')
         ema_key = next((k for k in _EMA_KEYS if isinstance(container.get(k), dict)), None)
@@ -111,6 +120,43 @@ def read_checkpoint(path: Union[str, Path], use_ema: bool = False) -> Checkpoint
     if not isinstance(meta.get('args'), dict):
         meta['args'] = {}
     return Checkpoint(path=path, state_dict=state_dict, weights=weights, **meta)
+
+
+def read_run_args(path: Union[str, Path, None]) -> Dict[str, Any]:
+    """The training args a checkpoint records, without loading its weights; ``{}`` for a safetensors file, a bare
+    state dict or no path. An unreadable file is a `CLIError`."""
+    if path is None or Path(path).name.endswith('.safetensors'):
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(f'checkpoint not found: {path}')
+    container = _read_container(path)
+    args = _plain(container.get('args')) if isinstance(container, dict) else None
+    return args if isinstance(args, dict) else {}
+
+
+def apply_run_data_config(model: torch.nn.Module, args: Dict[str, Any]) -> torch.nn.Module:
+    """Set ``model.pretrained_cfg``'s data entries to those a training run recorded in ``args``, in place.
+
+    The config then describes the weights the model holds, as a pretrained tag's does, so ``resolve_data_config``
+    gives the preprocessing they were trained with. Entries the run did not record keep the model's; the input
+    channels stay the model's (a checkpoint may have been adapted to another count).
+    """
+    cfg = getattr(model, 'pretrained_cfg', None)
+    if not isinstance(cfg, dict):
+        return model
+    for key in _DATA_KEYS:
+        value = args.get(key)
+        if not value:  # not recorded (timm's train.py leaves these None or '' when the model's cfg decides)
+            continue
+        if key in ('mean', 'std'):
+            value = tuple(float(v) for v in (value if isinstance(value, list) else [value]))
+        cfg[key] = value
+    input_size = args.get('input_size')
+    if isinstance(input_size, list) and len(input_size) == 3:
+        in_chans = getattr(model, 'in_chans', None) or cfg.get('input_size', input_size)[0]
+        cfg['input_size'] = (int(in_chans), int(input_size[1]), int(input_size[2]))
+    return model
 
 
 def _arch(name: str) -> str:
@@ -154,7 +200,8 @@ def create_model_from_checkpoint(
         **kwargs,
 ) -> torch.nn.Module:
     """``timm.create_model(name)`` shaped by the checkpoint (`model_kwargs_from_checkpoint`, overridden by
-    ``kwargs``), with every weight loaded strictly: a partial fit is an error, not a silently random layer.
+    ``kwargs``), with every weight loaded strictly: a partial fit is an error, not a silently random layer, and the
+    run's preprocessing in its ``pretrained_cfg`` (`apply_run_data_config`).
 
     Plain BatchNorm weights load into S-BN models (every scale starts from them), as timm's pretrained path does.
     """
@@ -172,4 +219,4 @@ def create_model_from_checkpoint(
         model.load_state_dict(checkpoint_filter_fn(dict(checkpoint.state_dict), model), strict=True)
     except (RuntimeError, ValueError) as e:
         raise CLIError(f'{checkpoint.path}: does not fit {name} ({model_kwargs}): {one_line(e)}') from None
-    return model
+    return apply_run_data_config(model, checkpoint.args)

@@ -17,8 +17,10 @@ import torch.utils.data
 from PIL import Image
 from timm.data import create_dataset as timm_create_dataset
 
+from .utils import CLIError
+
 __all__ = [
-    'image_mode_for',
+    'image_mode_for', 'resolve_image_mode',
     'FMNIST_DIR', 'FMNIST_NAMES', 'FMNIST_MEAN', 'FMNIST_STD', 'FMNIST_CLASSES', 'FashionMNIST', 'create_dataset',
     'is_fmnist',
 ]
@@ -146,6 +148,31 @@ def image_mode_for(in_chans: Optional[int]) -> Optional[str]:
     """The PIL mode images are converted to for a model with ``in_chans`` inputs, as timm's train.py picks it:
     grayscale, RGBA and palette files then all reach a 1- or 3-channel model with the channels it expects."""
     return {1: 'L', 3: 'RGB'}.get(in_chans)
+
+
+def resolve_image_mode(
+        in_chans: int,
+        img_mode: Optional[str] = None,
+        dataset: Optional[str] = None,
+        model: str = 'the model',
+        fix: str = 'in_chans={image_chans}',
+) -> str:
+    """The PIL mode images are read in for a model with ``in_chans`` input channels, checked against them.
+
+    ``img_mode`` if given (a flag, or the one a checkpoint's run was given), else `image_mode_for`, else the data set's
+    own (Fashion-MNIST's ``L``, timm's ``RGB``). Images with another channel count would only fail in the first
+    forward pass, with a shape error, so a mismatch is a `CLIError` naming both and ``fix``, the setting to change
+    (``{image_chans}``: the images' channel count). Every command that reads images calls this before reading any.
+    """
+    mode = img_mode or image_mode_for(in_chans) or ('L' if is_fmnist(dataset) else 'RGB')
+    try:
+        image_chans = Image.getmodebands(mode)
+    except (KeyError, ValueError):
+        raise CLIError(f'unknown image mode {mode!r}: use a PIL mode such as L, RGB or RGBA') from None
+    if image_chans != in_chans:
+        raise CLIError(f'image mode {mode} gives {image_chans}-channel images but {model} takes {in_chans} input '
+                       f'channel{"s" if in_chans != 1 else ""}: pass {fix.format(image_chans=image_chans)}')
+    return mode
 
 
 def create_dataset(

@@ -127,7 +127,7 @@ def evaluate(
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             with amp_autocast():
                 output = model(inputs)
-            evaluator.update(output, targets)
+            evaluator.update(output.float(), targets)  # metrics in float32 whatever autocast computed
     metrics = evaluator.compute(distributed=distributed)
     count = torch.tensor(evaluator.num_samples, dtype=torch.int64, device=device)
     if distributed:

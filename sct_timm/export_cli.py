@@ -23,8 +23,9 @@ from timm.utils import ParseKwargs
 from .bench.environment import collect_environment
 from .bench.models import ModelSpec, check_model_spec, create_bench_model, model_in_chans, parse_model_spec
 from .bench.sweep import resolve_scales_arg
+from .checkpoint import read_run_args
 from .convert import get_scales, sbn_layers
-from .datasets import is_fmnist
+from .datasets import is_fmnist, resolve_image_mode
 from .export import (
     DEFAULT_ATOL, FILE_SUFFIXES, FORMATS, ExportCheckError, check_dynamic_scriptable, example_input,
     export_dynamic_torchscript, export_resolution, file_stem, min_resolution,
@@ -87,11 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--calib-batches', type=int, default=10, metavar='N', help='calibration batches (default: 10)')
     group.add_argument('--calib-batch-size', type=int, default=32, metavar='N', help='their size (default: 32)')
     group.add_argument('--mean', action=ListAction, type=float, default=None,
-                       help="override mean (default: the model's; Fashion-MNIST's for fmnist)")
+                       help="override mean (default: the checkpoint's run's, else the model's; Fashion-MNIST's "
+                            "for fmnist)")
     group.add_argument('--std', action=ListAction, type=float, default=None,
-                       help="override std (default: the model's; Fashion-MNIST's for fmnist)")
-    group.add_argument('--crop-pct', type=float, default=None, help="override crop_pct (default: the model's)")
-    group.add_argument('--interpolation', default=None, help="override interpolation (default: the model's)")
+                       help="override std (default: the checkpoint's run's, else the model's; Fashion-MNIST's "
+                            "for fmnist)")
+    group.add_argument('--crop-pct', type=float, default=None,
+                       help="override crop_pct (default: the checkpoint's run's, else the model's)")
+    group.add_argument('--interpolation', default=None,
+                       help="override interpolation (default: the checkpoint's run's, else the model's)")
     group.add_argument('-j', '--workers', type=int, default=2, help='data loading workers (default: 2)')
     return parser
 
@@ -161,13 +166,17 @@ def _resolutions(args: argparse.Namespace, model: torch.nn.Module) -> List[int]:
     return resolutions
 
 
-def _calibration_data(args: argparse.Namespace, model: torch.nn.Module):
-    """The int8 calibration data set, opened before anything is written."""
+def _calibration_data(args: argparse.Namespace, spec: ModelSpec, model: torch.nn.Module):
+    """The int8 calibration data set, opened before anything is written, its images in the checkpoint's run's image
+    mode or the one for the model's channels."""
     if not args.data_dir and not is_fmnist(args.dataset):
         raise CLIError('--format int8 needs calibration images: give --dataset fmnist or --data-dir DIR (an '
                        'ImageFolder, or a timm dataset with --dataset)')
+    in_chans = model_in_chans(model)
+    img_mode = resolve_image_mode(in_chans, read_run_args(spec.checkpoint).get('input_img_mode'), args.dataset,
+                                  spec.name, fix='--in-chans {image_chans}')
     try:
-        return open_calibration_data(args.dataset, args.data_dir, args.split, model_in_chans(model))
+        return open_calibration_data(args.dataset, args.data_dir, args.split, in_chans, img_mode)
     except USER_ERRORS as e:
         raise CLIError(f'cannot open calibration data: {one_line(e)}') from None
 
@@ -228,7 +237,7 @@ def run(args: argparse.Namespace) -> List[Path]:
             check_dynamic_scriptable(model)
         except ValueError as e:
             raise CLIError(f'--dynamic: {one_line(e)}') from None
-    data = _calibration_data(args, model) if 'int8' in formats else None
+    data = _calibration_data(args, spec, model) if 'int8' in formats else None
     output = Path(args.output)
     manifest = Manifest(output)
     stem, in_chans = file_stem(spec.label), model_in_chans(model)

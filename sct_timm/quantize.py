@@ -19,10 +19,10 @@ import torch
 from timm.layers import BatchNormAct2d
 from torch import nn
 
-from .bench.models import data_overrides, model_in_chans
+from .bench.models import bench_data_config
 from .convert import sbn_layers
-from .datasets import FMNIST_DIR, create_dataset, image_mode_for, is_fmnist
-from .evaluate import create_sample_loader, eval_data_config, match_channels
+from .datasets import FMNIST_DIR, create_dataset, is_fmnist, resolve_image_mode
+from .evaluate import create_sample_loader
 
 __all__ = [
     'QUANT_ENGINE', 'quantized_engine', 'split_norm_act', 'drop_identities', 'quantize_int8', 'open_calibration_data',
@@ -126,13 +126,21 @@ def quantize_int8(
     return traced
 
 
-def open_calibration_data(dataset: str, data_dir: Optional[str], split: str, in_chans: int):
+def open_calibration_data(
+        dataset: str,
+        data_dir: Optional[str],
+        split: str,
+        in_chans: int,
+        img_mode: Optional[str] = None,
+):
     """A map-style data set to calibrate on: ``fmnist`` (Debian's folder unless ``data_dir``), or any timm dataset /
-    ImageFolder at ``data_dir``, with images converted to the model's channels."""
+    ImageFolder at ``data_dir``, with images read in ``img_mode`` (default: the mode for the model's channels;
+    `resolve_image_mode` checks it against them)."""
     root = data_dir or (FMNIST_DIR if is_fmnist(dataset) else None)
     if root is None:
         raise ValueError('no calibration data: give a data dir or the fmnist dataset')
-    data = create_dataset(dataset, root=root, split=split, input_img_mode=image_mode_for(in_chans))
+    img_mode = resolve_image_mode(in_chans, img_mode, dataset)
+    data = create_dataset(dataset, root=root, split=split, input_img_mode=img_mode)
     if not hasattr(data, '__getitem__') or len(data) == 0:
         raise ValueError(f'calibration data {dataset or "ImageFolder"!r} at {root} (split {split!r}) is empty or '
                          'not map-style')
@@ -140,12 +148,9 @@ def open_calibration_data(dataset: str, data_dir: Optional[str], split: str, in_
 
 
 def calibration_data_config(model: nn.Module, resolution: int, dataset: str, **overrides) -> Dict[str, Any]:
-    """``sct-bench``'s eval preprocessing at ``resolution`` (``overrides``: mean, std, crop_pct, interpolation; None
-    keeps the model's), so int8 ranges are observed on what evaluation feeds the model. A 1-channel model with an RGB
-    config normalises with the channel averages, as ``sct-train`` does."""
-    overrides = data_overrides(model, dataset, overrides)
-    config = eval_data_config(model, resolution, **overrides)
-    return match_channels(config, model_in_chans(model), explicit=list(overrides))
+    """``sct-bench``'s eval preprocessing at ``resolution`` (`sct_timm.bench.models.bench_data_config`), so int8 ranges
+    and S-BN statistics are observed on what evaluation feeds the model."""
+    return bench_data_config(model, resolution, dataset, **overrides)
 
 
 def calibration_batches(

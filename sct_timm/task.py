@@ -159,7 +159,7 @@ class SCTClassificationTask(ClassificationTask):
     def scale_loss(self, index: int, output: torch.Tensor, target: torch.Tensor,
                    soft_target: Optional[torch.Tensor]) -> torch.Tensor:
         """Scale ``index``'s loss: the criterion, blended with distillation for the scales that have a teacher."""
-        loss = self.criterion(output, target)
+        loss = self.criterion(output.float(), target)  # float32 under autocast too: bf16 has 3 significant digits
         if soft_target is None or (index == 0 and self.distill_teacher == 'largest'):
             return loss
         t = self.distill_temp

@@ -19,9 +19,10 @@ import os
 import sys
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import timm
 import torch
@@ -34,18 +35,22 @@ from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.task import load_task_ema_checkpoint, resume_task_checkpoint
 from tqdm.auto import tqdm
 
-from .checkpoint import read_checkpoint
+from .checkpoint import apply_run_data_config, read_checkpoint
 from .convert import checkpoint_filter_fn, get_scales, sbn_layers
-from .datasets import FMNIST_DIR, FMNIST_MEAN, FMNIST_STD, FMNIST_CLASSES, create_dataset, image_mode_for, is_fmnist
+from .datasets import (
+    FMNIST_DIR, FMNIST_MEAN, FMNIST_STD, FMNIST_CLASSES, create_dataset, image_mode_for, is_fmnist, resolve_image_mode,
+)
 from .evaluate import create_eval_loader, eval_data_config, evaluate, match_channels
 from .layers import is_sbn
 from .models import BASE_MODELS
+from .precision import amp_autocast, precision_name, resolve_amp_dtype
 from .scales import DEFAULT_SCALES, SCT_FMNIST, resolve_scales
 from .task import SCTClassificationTask
+from .tensor_loader import create_tensor_loader, resolve_train_loader
 from .train_args import args_to_yaml, parse_args
 from .utils import CLIError, atomic_write_text, cli_main, one_line, setup_logging
 
-__all__ = ['main', 'train_one_epoch', 'validate_scales']
+__all__ = ['main', 'prepare', 'run', 'TrainSetup', 'train_one_epoch', 'validate_scales']
 
 _logger = logging.getLogger('sct_train')
 
@@ -124,6 +129,7 @@ def create_train_model(args: argparse.Namespace, arch: str, norm: str) -> torch.
         except (RuntimeError, ValueError, KeyError) as e:
             raise CLIError(f'{args.initial_checkpoint}: cannot load into {arch} with scales {args.scales}: '
                            f'{one_line(e)}') from None
+        apply_run_data_config(model, checkpoint.args)  # the weights' preprocessing, as a pretrained tag's
     if args.grad_checkpointing:
         if any(layer.records for layer in sbn_layers(model)):
             # recomputed blocks run in autograd's own thread (or after another scale's forward) and cannot see the
@@ -169,7 +175,10 @@ def create_split_dataset(args: argparse.Namespace, training: bool):
     # as timm's train.py: without --input-img-mode, images are converted to what the model takes (grayscale, RGBA
     # and palette files alike), rather than reaching it with the file's own channel count
     chans = args.input_size[0] if args.input_size else args.in_chans  # the loader's, as resolved from the model
-    img_mode = args.input_img_mode or image_mode_for(chans)
+    own_mode = image_mode_for(chans)
+    fix = '--in-chans {image_chans} or ' + (f'--input-img-mode {own_mode}' if own_mode else
+                                           f'an --input-img-mode of {chans} channels')
+    img_mode = resolve_image_mode(chans, args.input_img_mode, args.dataset, args.model, fix=fix)
     kwargs = dict(input_img_mode=img_mode) if is_fmnist(args.dataset) else dict(
         class_map=args.class_map, download=args.dataset_download, input_img_mode=img_mode,
         input_key=args.input_key, target_key=args.target_key, seed=args.seed,
@@ -212,7 +221,7 @@ def train_one_epoch(
 ) -> Tuple[Dict[str, float], int]:
     """One epoch of SCT; returns (mean train loss overall and per scale, number of optimizer updates so far)."""
     if args.mixup_off_epoch and epoch >= args.mixup_off_epoch:
-        if args.prefetcher and hasattr(loader, 'mixup_enabled'):
+        if hasattr(loader, 'mixup_enabled'):  # timm's prefetcher or the tensor loader: mixup runs inside
             loader.mixup_enabled = False
         elif mixup_fn is not None:
             mixup_fn.mixup_enabled = False
@@ -363,8 +372,6 @@ def _setup_unchecked(args: argparse.Namespace):
     args.prefetcher = not args.no_prefetcher
     if args.grad_accum_steps < 1:
         raise CLIError(f'--grad-accum-steps must be >= 1, got {args.grad_accum_steps}')
-    if args.amp and args.amp_dtype == 'float16' and device.type == 'cpu':
-        _logger.warning('float16 autocast on CPU is slow: use --amp-dtype bfloat16')
     utils.random_seed(args.seed, args.rank)
 
     arch, args.norm = resolve_arch(args.model, args.norm)
@@ -400,14 +407,23 @@ def _mixup_active(args: argparse.Namespace) -> bool:
 
 def _create_train_loader(args, dataset, data_config, device):
     collate_fn = mixup_fn = None
+    try:  # args.yaml records the loader the run used
+        args.train_loader = resolve_train_loader(args, dataset, verbose=utils.is_primary(args))
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     if _mixup_active(args):
         mixup_args = dict(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax,
                           prob=args.mixup_prob, switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
                           label_smoothing=args.smoothing, num_classes=args.num_classes)
-        if args.prefetcher:
+        if args.train_loader == 'tensor':
+            mixup_fn = Mixup(**mixup_args)
+        elif args.prefetcher:
             collate_fn = FastCollateMixup(**mixup_args)
         else:
             mixup_fn = Mixup(**mixup_args)
+    if args.train_loader == 'tensor':
+        # Mixup runs inside the loader, on the normalised batch, as timm's prefetcher runs it
+        return create_tensor_loader(args, dataset, data_config, mixup_fn, device), None
     loader = create_loader(
         dataset,
         input_size=data_config['input_size'],
@@ -458,12 +474,14 @@ def _output_dir(args: argparse.Namespace) -> str:
 
 
 def _amp(args: argparse.Namespace, device: torch.device):
-    if not args.amp:
-        return contextlib.nullcontext, None
-    dtype = torch.bfloat16 if args.amp_dtype == 'bfloat16' else torch.float16
-    autocast = lambda: torch.autocast(device_type=device.type, dtype=dtype)  # noqa: E731
+    """(autocast factory, float16 loss scaler or None); ``args.amp`` becomes what the run uses (args.yaml says it)."""
+    try:
+        dtype = resolve_amp_dtype(args.amp, args.amp_dtype, device, fallback=args.amp_fallback)
+    except ValueError as e:
+        raise CLIError(f'{e}, or add --amp-fallback to train in float32 on such CPUs') from None
+    args.amp = dtype is not None
     scaler = utils.NativeScaler(device=device.type) if dtype == torch.float16 and device.type == 'cuda' else None
-    return autocast, scaler
+    return amp_autocast(device, dtype), scaler, precision_name(dtype, args.channels_last)
 
 
 def _lr(args: argparse.Namespace) -> None:
@@ -476,17 +494,38 @@ def _lr(args: argparse.Namespace) -> None:
     args.lr = args.lr_base * (ratio ** 0.5 if scale == 'sqrt' else ratio)
 
 
-def run(args: argparse.Namespace) -> Dict[str, Any]:
-    """Train with resolved ``args``; returns the best metric/epoch and the output folder."""
+@dataclass
+class TrainSetup:
+    """What `prepare` builds from resolved ``args``: everything the epoch loop needs, nothing written yet."""
+    device: torch.device
+    model: torch.nn.Module
+    task: SCTClassificationTask
+    optimizer: torch.optim.Optimizer
+    amp_autocast: Callable[[], Any]
+    loss_scaler: Any
+    precision: str
+    loader_train: Any
+    mixup_fn: Optional[Callable]
+    loaders_eval: Dict[int, Any]
+    lr_scheduler: Any
+    num_epochs: int
+    start_epoch: int
+    updates_per_epoch: int
+    num_train: int
+    num_val: int
+
+
+def prepare(args: argparse.Namespace) -> TrainSetup:
+    """Model, task, optimizer, precision, EMA, resumed state, loaders and schedule: the set-up of `run`, also used by
+    the throughput benchmark (`sct_timm.bench.train_speed`) to time the very loop ``sct-train`` runs."""
     device, arch, model, task, data_config, dataset_train, datasets_eval = _setup(args)
-    primary = utils.is_primary(args)
     model.to(device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
     task.to(device)
     _lr(args)
     optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg=args))
-    amp_autocast, loss_scaler = _amp(args, device)
+    amp_autocast, loss_scaler, precision = _amp(args, device)
     if args.model_ema:
         task.setup_ema(decay=args.model_ema_decay, use_warmup=args.model_ema_warmup,
                        device='cpu' if args.model_ema_force_cpu else None)
@@ -501,55 +540,68 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     loader_train, mixup_fn = _create_train_loader(args, dataset_train, data_config, device)
     loaders_eval = _create_eval_loaders(args, model, datasets_eval, device)
     updates_per_epoch = (len(loader_train) + args.grad_accum_steps - 1) // args.grad_accum_steps
-    decreasing = 'loss' in args.eval_metric
     lr_scheduler, num_epochs = create_scheduler_v2(
-        optimizer, **scheduler_kwargs(args, decreasing_metric=decreasing), updates_per_epoch=updates_per_epoch)
+        optimizer, **scheduler_kwargs(args, decreasing_metric='loss' in args.eval_metric),
+        updates_per_epoch=updates_per_epoch)
     start_epoch = args.start_epoch if args.start_epoch is not None else (resume_epoch or 0)
     if start_epoch > 0:
         if args.sched_on_updates:
             lr_scheduler.step_update(start_epoch * updates_per_epoch)
         else:
             lr_scheduler.step(start_epoch)
+    return TrainSetup(
+        device=device, model=model, task=task, optimizer=optimizer, amp_autocast=amp_autocast,
+        loss_scaler=loss_scaler, precision=precision, loader_train=loader_train, mixup_fn=mixup_fn,
+        loaders_eval=loaders_eval, lr_scheduler=lr_scheduler, num_epochs=num_epochs, start_epoch=start_epoch,
+        updates_per_epoch=updates_per_epoch, num_train=len(dataset_train),
+        num_val=len(next(iter(datasets_eval.values()))))
 
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    """Train with resolved ``args``; returns the best metric/epoch and the output folder."""
+    setup = prepare(args)
+    device, model, task, optimizer = setup.device, setup.model, setup.task, setup.optimizer
+    primary = utils.is_primary(args)
+    decreasing = 'loss' in args.eval_metric
     output_dir = saver = None
     if primary:
         output_dir = _output_dir(args)
         atomic_write_text(Path(output_dir) / 'args.yaml', args_to_yaml(args, exclude=_RUNTIME_FIELDS))
         saver = utils.CheckpointSaver(
-            model=model, optimizer=optimizer, args=args, amp_scaler=loss_scaler, checkpoint_dir=output_dir,
+            model=model, optimizer=optimizer, args=args, amp_scaler=setup.loss_scaler, checkpoint_dir=output_dir,
             recovery_dir=output_dir, decreasing=decreasing, max_history=args.checkpoint_hist, task=task)
         if args.resume and Path(args.resume).resolve().parent == Path(output_dir).resolve():
             saver.load_state_dict_from_checkpoint(args.resume)
         _logger.info(f'{args.model} ({args.norm}) scales {args.scales} weights '
-                     f'{[round(w, 4) for w in args.scale_weights]}: {len(dataset_train)} train / '
-                     f'{len(next(iter(datasets_eval.values())))} val images, {num_epochs} epochs from {start_epoch}, '
-                     f'lr {args.lr:.4g}, '
-                     f'output {output_dir}')
+                     f'{[round(w, 4) for w in args.scale_weights]}: {setup.num_train} train / {setup.num_val} val '
+                     f'images, {setup.num_epochs} epochs from {setup.start_epoch}, lr {args.lr:.4g}, '
+                     f'{setup.precision}, output {output_dir}')
     eval_model = task.get_eval_model(ema=task.has_ema() and not args.model_ema_force_cpu)
     best_metric = best_epoch = None
-    num_updates = start_epoch * updates_per_epoch
-    for epoch in range(start_epoch, num_epochs):
+    num_updates = setup.start_epoch * setup.updates_per_epoch
+    for epoch in range(setup.start_epoch, setup.num_epochs):
         utils.random_seed(args.seed + epoch, args.rank)
-        if hasattr(loader_train.sampler, 'set_epoch'):
-            loader_train.sampler.set_epoch(epoch)
+        if hasattr(setup.loader_train.sampler, 'set_epoch'):
+            setup.loader_train.sampler.set_epoch(epoch)
         start = time.perf_counter()
         train_metrics, num_updates = train_one_epoch(
-            epoch, task, loader_train, optimizer, args, device, lr_scheduler=lr_scheduler,
-            amp_autocast=amp_autocast, loss_scaler=loss_scaler, mixup_fn=mixup_fn, num_updates_start=num_updates)
+            epoch, task, setup.loader_train, optimizer, args, device, lr_scheduler=setup.lr_scheduler,
+            amp_autocast=setup.amp_autocast, loss_scaler=setup.loss_scaler, mixup_fn=setup.mixup_fn,
+            num_updates_start=num_updates)
         if args.distributed and args.dist_bn in ('broadcast', 'reduce'):
             utils.distribute_bn(model, args.world_size, args.dist_bn == 'reduce')
             if task.has_ema():
                 utils.distribute_bn(task.get_trainable_module(ema=True), args.world_size, args.dist_bn == 'reduce')
-        eval_metrics = validate_scales(eval_model, loaders_eval, args, device, amp_autocast, args.scales)
+        eval_metrics = validate_scales(eval_model, setup.loaders_eval, args, device, setup.amp_autocast, args.scales)
         lr = sum(group['lr'] for group in optimizer.param_groups) / len(optimizer.param_groups)
         if primary:
             _logger.info(f'epoch {epoch}: train loss {train_metrics["loss"]:.4f} | val top-1 '
-                         f'{_format_scales(eval_metrics, loaders_eval)} (mean over scales {eval_metrics["top1"]:.2f})'
-                         f' | {time.perf_counter() - start:.1f}s')
+                         f'{_format_scales(eval_metrics, setup.loaders_eval)} (mean over scales '
+                         f'{eval_metrics["top1"]:.2f}) | {time.perf_counter() - start:.1f}s')
             utils.update_summary(epoch, train_metrics, eval_metrics, filename=os.path.join(output_dir, 'summary.csv'),
                                  lr=lr)
             best_metric, best_epoch = saver.save_checkpoint(epoch, metric=eval_metrics[args.eval_metric])
-        lr_scheduler.step(epoch + 1, eval_metrics[args.eval_metric])
+        setup.lr_scheduler.step(epoch + 1, eval_metrics[args.eval_metric])
     if args.distributed:
         check_ranks_agree(model, output_dir, args)
     if primary and best_metric is not None:

@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--dataset-download', action='store_true', help='allow download of torch/* datasets')
     group.add_argument('--class-map', default='', metavar='FILENAME')
     group.add_argument('--input-img-mode', metavar='MODE', help='dataset image conversion mode')
+    group.add_argument('--train-loader', default='timm', choices=('timm', 'tensor', 'auto'),
+                       help='timm: timm\'s create_loader (workers, PIL transforms); tensor: the data set held as one '
+                            'uint8 tensor and augmented batch-wise in the training process (Fashion-MNIST; no '
+                            'workers competing with training for the cores); auto: tensor where it can serve the '
+                            'run, else timm (default: timm)')
     group.add_argument('--input-key', metavar='NAME', help='dataset key for input images')
     group.add_argument('--target-key', metavar='NAME', help='dataset key for target labels')
 
@@ -73,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--interpolation', default='', metavar='NAME', help='image resize interpolation type')
     group.add_argument('-b', '--batch-size', type=int, default=128, metavar='N', help='per-device batch size')
     group.add_argument('-vb', '--validation-batch-size', type=int, metavar='N', help='validation batch size')
-    group.add_argument('--channels-last', action='store_true', help='use channels_last memory layout')
+    group.add_argument('--channels-last', action=argparse.BooleanOptionalAction, default=False,
+                       help='use channels_last memory layout (--no-channels-last turns off a config\'s)')
     group.add_argument('--grad-accum-steps', type=int, default=1, metavar='N')
     group.add_argument('--grad-checkpointing', action='store_true', help='enable gradient checkpointing')
     group.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs)
@@ -81,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help='torch.compile the model (default backend: inductor)')
     group.add_argument('--torchcompile-mode', metavar='MODE')
     group.add_argument('--device', metavar='DEVICE', help='device (default: cuda if available, else cpu)')
-    group.add_argument('--amp', action='store_true', help='mixed precision (autocast)')
+    group.add_argument('--amp', action=argparse.BooleanOptionalAction, default=False,
+                       help='mixed precision (autocast); --no-amp turns off a config\'s')
     group.add_argument('--amp-dtype', default='float16', choices=('float16', 'bfloat16'))
+    group.add_argument('--amp-fallback', action='store_true', help='where the CPU has no native bf16, train in '
+                       'float32 instead of failing on --amp --amp-dtype bfloat16 (args.yaml records amp: false)')
     group.add_argument('--local_rank', '--local-rank', default=0, type=int, help=argparse.SUPPRESS)
 
     group = parser.add_argument_group('Scale Calibrated Training')

@@ -14,7 +14,9 @@ import safetensors.torch
 import timm
 import torch
 
-from sct_timm.bench import models, overhead, overhead_cli, plots, results, sweep_cli
+from sct_timm import precision
+from sct_timm.utils import CLIError
+from sct_timm.bench import models, overhead, overhead_cli, plots, results, sweep_cli, train_speed
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_TIMING = [
@@ -63,6 +65,54 @@ def test_sweep_sct_vs_plain(tmp_path):
     assert rows['sct_resnet18', 64]['gmacs'] == pytest.approx(rows['resnet18', 64]['gmacs'])
     assert rows['sct_resnet18', 64]['top1'] == rows['resnet18', 64]['top1']
     assert rows['resnet18', 64]['mean'] == [0.286]  # Fashion-MNIST normalisation for a 1-channel model
+
+
+@pytest.mark.skipif(not precision.cpu_native_bf16(), reason='this CPU has no native bf16')
+def test_sweep_in_bf16_channels_last_says_so_and_cards_refuse_it(tmp_path):
+    out = _sweep(tmp_path, '--model', 'sct_resnet18', '--scales', '64,32', '--resolutions', '32', '--amp',
+                 '--amp-dtype', 'bfloat16', '--channels-last')
+    doc = _check_results(out, 1)
+    assert doc['config']['amp_dtype'] == 'bfloat16' and doc['config']['channels_last'] is True
+    assert 'amp bfloat16, channels_last True' in (out / 'results.md').read_text()
+    from sct_timm.hub.files import load_results
+    with pytest.raises(CLIError, match='measured under bfloat16 autocast; model cards report float32'):
+        load_results(out / results.RESULTS_JSON)
+
+
+def test_sweep_refuses_emulated_bf16(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(precision, 'cpu_native_bf16', lambda: False)
+    code = sweep_cli.main(['--model', 'sct_resnet18', '--resolutions', '32', '--amp', '--amp-dtype', 'bfloat16',
+                           '--output', str(tmp_path / 'bench')])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith('sct-bench: error: bfloat16 autocast needs a CPU with native bf16')
+    assert not (tmp_path / 'bench').exists()
+
+
+def test_train_speed_reduced(tmp_path, capsys):
+    """The throughput benchmark on a tiny budget: every mode measured, ratios printed and written."""
+    config = REPO / 'sct_timm' / 'configs' / 'sct_resnet18_fmnist.yaml'
+    out = tmp_path / 'speed'
+    modes = dict(train_speed.MODES)
+    if not precision.cpu_native_bf16():
+        modes = {'fp32': modes['fp32']}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_speed, 'MODES', modes)
+        assert train_speed.main(['--configs', str(config), '--rounds', '2', '--batches', '2', '--bare-steps', '1',
+                                 '--output', str(out), '--', '--scales', '32', '-b', '8', '-j', '0']) == 0
+    doc = json.loads((out / 'train_speed.json').read_text())
+    rows = doc['configs'][str(config)]
+    for mode in modes:
+        row = rows[mode]
+        assert row['sizes'] == [32] and row['batch_size'] == 8 and len(row['iteration_seconds']) == 4
+        assert len(row['bare_step_seconds']) == 2 and row['warmup_seconds'] > 0
+        assert row['seconds_per_batch'] > 0 and row['bare_seconds_per_step'] > 0 and row['achieved_gflops'] > 0
+        assert 0 <= row['loader_share'] < 1
+    assert rows['fp32']['train_loader'] == 'timm' and rows['fp32']['precision'] == 'float32'
+    if 'bf16' in modes:
+        assert rows['bf16']['train_loader'] == 'tensor' and rows['bf16_over_fp32'] > 0
+    assert doc['matmul_gflops']['bfloat16'] > 0
+    assert '| sct_resnet18_fmnist | float32 | timm | 32 |' in capsys.readouterr().out
+    assert train_speed.main(['--configs', str(tmp_path / 'missing.yaml'), '--output', str(out)]) == 2
 
 
 def test_sweep_checkpoints(tmp_path):
@@ -175,7 +225,7 @@ def test_sct_train_step_backward_modes_agree():
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize('script', ['resolution_sweep.py', 'overhead.py'])
+@pytest.mark.parametrize('script', ['resolution_sweep.py', 'overhead.py', 'train_speed.py'])
 def test_wrapper_scripts(script, monkeypatch, capsys):
     monkeypatch.setattr('sys.argv', [script, '--help'])
     with pytest.raises(SystemExit) as exc:

@@ -26,6 +26,9 @@ DIFFERENT: Dict[str, Dict[str, str]] = {
     # choices: the values timm acts on, checked when parsing instead of ignored (timm treats any other --amp-dtype
     # as float16 and any other --dist-bn as no distribution) or failing mid-run (--clip-mode, --mixup-mode)
     '--amp-dtype': {'choices': 'rejects what timm silently runs as float16'},
+    # the shipped Fashion-MNIST configs turn these on; --no-amp / --no-channels-last turn a config's off
+    '--amp': {'kind': 'also --no-amp', 'const': 'BooleanOptionalAction has none'},
+    '--channels-last': {'kind': 'also --no-channels-last', 'const': 'BooleanOptionalAction has none'},
     '--dist-bn': {'choices': 'rejects what timm silently ignores'},
     '--clip-mode': {'choices': 'rejects what timm fails on at the first clipped step'},
     '--mixup-mode': {'choices': 'rejects what timm fails on when building Mixup'},

@@ -18,7 +18,8 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..datasets import create_dataset, image_mode_for
+from ..checkpoint import read_run_args
+from ..datasets import create_dataset, resolve_image_mode
 from ..evaluate import create_eval_loader, evaluate
 from ..export import (
     example_input, export_resolution, file_stem, min_resolution, quiet_torchscript, served_scale,
@@ -189,9 +190,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     check_model_spec(spec)
     try:
         model, weights = create_bench_model(spec, args.dataset, use_ema=args.use_ema)
+        in_chans = model_in_chans(model)
+        img_mode = resolve_image_mode(in_chans, read_run_args(spec.checkpoint).get('input_img_mode'), args.dataset,
+                                      spec.label)
         test_data = create_dataset(args.dataset, root=args.data_dir, split=args.split, num_samples=args.num_samples,
-                                   input_img_mode=image_mode_for(model_in_chans(model)))
-        calib_data = open_calibration_data(args.dataset, args.data_dir, args.calib_split, model_in_chans(model))
+                                   input_img_mode=img_mode)
+        calib_data = open_calibration_data(args.dataset, args.data_dir, args.calib_split, in_chans, img_mode)
     except USER_ERRORS as e:
         raise CLIError(one_line(e)) from None
     too_small = [r for r in args.resolutions if r < min_resolution(model)]

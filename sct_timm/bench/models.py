@@ -8,14 +8,17 @@ import timm
 import torch
 from timm.models import parse_model_name
 
-from ..checkpoint import create_model_from_checkpoint, model_kwargs_from_checkpoint, read_checkpoint
+from ..checkpoint import (
+    apply_run_data_config, create_model_from_checkpoint, model_kwargs_from_checkpoint, read_checkpoint,
+)
 from ..convert import checkpoint_filter_fn, sbn_layers
 from ..datasets import FMNIST_CLASSES, FMNIST_MEAN, FMNIST_STD, is_fmnist
+from ..evaluate import eval_data_config, match_channels
 from ..utils import CLIError, one_line
 
 __all__ = [
     'ModelSpec', 'parse_model_spec', 'check_model_spec', 'create_bench_model', 'model_in_chans', 'data_overrides',
-    'served_scale',
+    'bench_data_config', 'served_scale',
 ]
 
 
@@ -88,7 +91,8 @@ def create_bench_model(
 
     Kwarg precedence, lowest first: Fashion-MNIST defaults (``num_classes=10, in_chans=1``, registry names only, since
     ``hf-hub:``/``local-dir:`` configs carry their own), the checkpoint's implied kwargs, ``scales`` (SCT names
-    only), then ``model_kwargs`` and the spec's own kwargs.
+    only), then ``model_kwargs`` and the spec's own kwargs. A checkpoint's run also gives the model's data config
+    (`sct_timm.checkpoint.apply_run_data_config`), so it is evaluated with the preprocessing it was trained with.
     """
     source = spec.source
     kwargs: Dict[str, Any] = {}
@@ -108,7 +112,7 @@ def create_bench_model(
     if checkpoint is None:
         return model.eval(), 'pretrained' if pretrained or source is not None else 'random init'
     model.load_state_dict(checkpoint_filter_fn(dict(checkpoint.state_dict), model), strict=True)
-    return model.eval(), checkpoint.weights
+    return apply_run_data_config(model, checkpoint.args).eval(), checkpoint.weights
 
 
 def model_in_chans(model: torch.nn.Module) -> int:
@@ -131,6 +135,16 @@ def data_overrides(model: torch.nn.Module, dataset: str, overrides: Dict[str, An
         overrides.setdefault('mean', FMNIST_MEAN)
         overrides.setdefault('std', FMNIST_STD)
     return overrides
+
+
+def bench_data_config(model: torch.nn.Module, resolution: int, dataset: str, **overrides) -> Dict[str, Any]:
+    """``sct-bench``'s eval preprocessing of ``model`` at ``resolution``: the model's data config (a checkpoint's run's,
+    a tag's, or timm's defaults), ``overrides`` (mean, std, crop_pct, interpolation; None keeps the model's) and
+    `data_overrides`, fitted to the model's channels as ``sct-train`` fits them (`match_channels`: a 1-channel model
+    with an RGB config uses the channel averages, one value serves every channel; else a ``ValueError``)."""
+    overrides = data_overrides(model, dataset, overrides)
+    config = eval_data_config(model, resolution, **overrides)
+    return match_channels(config, model_in_chans(model), explicit=list(overrides))
 
 
 def served_scale(model: torch.nn.Module, resolution: int) -> int:

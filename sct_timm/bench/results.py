@@ -94,8 +94,7 @@ class ResultsWriter:
     """The files of one ``sct-bench`` run, rewritten after every row."""
 
     def __init__(self, output_dir: 'str | os.PathLike', environment: Dict[str, Any], config: Dict[str, Any]):
-        self.output_dir = Path(output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.output_dir = Path(output_dir)  # created by the first write
         self.environment = environment
         self.config = config
         self.rows: List[Dict[str, Any]] = []

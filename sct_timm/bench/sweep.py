@@ -17,16 +17,18 @@ Rows go to a `ResultsWriter` after every measurement, so an error or Ctrl-C keep
 import argparse
 import logging
 from functools import partial
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from tqdm.auto import tqdm
 
 from ..convert import get_network_stride, get_scales, sbn_layers
-from ..evaluate import create_eval_loader, eval_data_config, evaluate
+from ..checkpoint import read_run_args
+from ..datasets import resolve_image_mode
+from ..evaluate import create_eval_loader, evaluate
 from ..scales import resolve_scales
 from ..utils import USER_ERRORS, CLIError, one_line
-from .models import ModelSpec, create_bench_model, data_overrides, model_in_chans
+from .models import ModelSpec, bench_data_config, create_bench_model, model_in_chans
 from .results import ResultsWriter
 from .timing import autocast_context, count_gmacs, measure_latency, measure_throughput
 
@@ -61,11 +63,10 @@ def measure_resolution(
     """
     in_chans = model_in_chans(model)
     overrides = {k: getattr(args, k) for k in ('mean', 'std', 'crop_pct', 'interpolation')}
-    data_config = eval_data_config(model, resolution, **data_overrides(model, args.dataset, overrides))
-    if len(data_config['mean']) != in_chans or len(data_config['std']) != in_chans:
-        raise CLIError(
-            f"{spec.label}: mean {data_config['mean']} / std {data_config['std']} do not match its {in_chans} input "
-            f'channels (pass --mean/--std or --model-kwargs in_chans=...)')
+    try:
+        data_config = bench_data_config(model, resolution, args.dataset, **overrides)
+    except ValueError as e:
+        raise CLIError(f'{spec.label}: {one_line(e)} (pass --mean/--std or --model-kwargs in_chans=...)') from None
     gmacs = None if args.no_gmacs else count_gmacs(model, in_chans, resolution, device)
     loader = create_eval_loader(dataset, data_config, args.batch_size, args.workers, device)
     metrics = evaluate(
@@ -90,8 +91,13 @@ def measure_resolution(
     }
 
 
-def _build(spec: ModelSpec, dataset, args: argparse.Namespace) -> Tuple[torch.nn.Module, str]:
-    """``spec``'s model, checked against the data set and the test resolutions before anything is measured."""
+def _build(
+        spec: ModelSpec,
+        open_dataset: Callable[[str], Any],
+        args: argparse.Namespace,
+) -> Tuple[torch.nn.Module, str, Any]:
+    """``spec``'s model, checked against the data set and the test resolutions before anything is measured, with its
+    weights source and the data set read in its image mode (its checkpoint's run's, else the one for its channels)."""
     scales = list(resolve_scales_arg(args.scales)) if args.scales else None
     try:
         model, weights = create_bench_model(
@@ -99,6 +105,9 @@ def _build(spec: ModelSpec, dataset, args: argparse.Namespace) -> Tuple[torch.nn
     except (CLIError, *USER_ERRORS) as e:
         hint = ' (give its training scales with --scales)' if 'scales' in str(e) and not args.scales else ''
         raise CLIError(f'cannot build model {spec.label!r} ({spec.name}): {one_line(e)}{hint}') from e
+    img_mode = resolve_image_mode(model_in_chans(model), read_run_args(spec.checkpoint).get('input_img_mode'),
+                                  args.dataset, spec.label, fix='--model-kwargs in_chans={image_chans}')
+    dataset = open_dataset(img_mode)
     num_classes, dataset_classes = getattr(model, 'num_classes', None), getattr(dataset, 'classes', None)
     if isinstance(num_classes, int) and dataset_classes is not None and 0 < num_classes < len(dataset_classes):
         raise CLIError(
@@ -111,25 +120,26 @@ def _build(spec: ModelSpec, dataset, args: argparse.Namespace) -> Tuple[torch.nn
             raise CLIError(
                 f'{spec.label}: test resolution {too_small[0]} px is below its network stride of {stride} px, '
                 f'the smallest input it serves')
-    return model, weights
+    return model, weights, dataset
 
 
 def run_sweep(
         args: argparse.Namespace,
         specs: Sequence[ModelSpec],
-        dataset,
+        open_dataset: Callable[[str], Any],
         device: torch.device,
         amp_dtype: Optional[torch.dtype],
         writer: ResultsWriter,
 ) -> None:
     """Measure every (model, resolution) pair, handing each row to ``writer`` as soon as it exists.
 
-    ``args`` carries ``sct-bench``'s settings (`sct_timm.bench.sweep_cli.build_parser` documents them).
+    ``args`` carries ``sct-bench``'s settings (`sct_timm.bench.sweep_cli.build_parser` documents them);
+    ``open_dataset(img_mode)`` gives the data set with images read in that PIL mode (each model gets its own).
     """
     progress = tqdm(total=len(specs) * len(args.resolutions), desc='sweep', unit='point', disable=None)
     for spec in specs:
         torch.manual_seed(args.seed)
-        model, weights = _build(spec, dataset, args)
+        model, weights, dataset = _build(spec, open_dataset, args)
         model_scales = list(get_scales(model)) if sbn_layers(model) else None
         model.to(device)
         if args.channels_last:

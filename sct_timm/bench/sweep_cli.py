@@ -3,17 +3,20 @@
 Bad input is one ``sct-bench: error: ...`` line and exit status 2; rows measured before an error stay written.
 """
 import argparse
+import functools
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 from timm.utils import ParseKwargs
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ..checkpoint import read_run_args
 from ..datasets import create_dataset
+from ..precision import resolve_amp_dtype
 from ..utils import USER_ERRORS, CLIError, ListAction, cli_main, one_line, setup_logging
 from .environment import collect_environment, resolve_device
 from .models import ModelSpec, check_model_spec, parse_model_spec
@@ -58,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
              "checkpoint's args, else the model's preset); plain models and hf-hub/local-dir sources ignore it")
 
     group = parser.add_argument_group('Data')
-    group.add_argument('--dataset', default='fmnist', help='timm dataset spec or fmnist (default: fmnist)')
+    group.add_argument(
+        '--dataset', default=None,
+        help="timm dataset spec, '' for an ImageFolder, or fmnist (default: the one the checkpoints were trained on, "
+             'else fmnist)')
     group.add_argument('--data-dir', default=None, help='dataset root (default: Fashion-MNIST\'s Debian folder)')
     group.add_argument('--split', default='validation', help='dataset split (default: validation)')
     group.add_argument('--num-samples', type=int, default=None, help='evaluate a subset of this size (default: all)')
@@ -70,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         '--max-batches', type=int, default=None, help='evaluate at most this many batches (default: all)')
     group.add_argument('--mean', action=ListAction, type=float, default=None,
-                       help='override mean (default: model / data set)')
+                       help="override mean (default: the checkpoint's run's, else the model's / data set's)")
     group.add_argument('--std', action=ListAction, type=float, default=None,
-                       help='override std (default: model / data set)')
-    group.add_argument('--crop-pct', type=float, default=None, help="override crop_pct (default: the model's)")
-    group.add_argument('--interpolation', default=None, help="override interpolation (default: the model's)")
+                       help="override std (default: the checkpoint's run's, else the model's / data set's)")
+    group.add_argument('--crop-pct', type=float, default=None,
+                       help="override crop_pct (default: the checkpoint's run's, else the model's)")
+    group.add_argument('--interpolation', default=None,
+                       help="override interpolation (default: the checkpoint's run's, else the model's)")
 
     group = parser.add_argument_group('Timing')
     group.add_argument('--device', default=None, help='device (default: cuda if available, else cpu)')
@@ -147,17 +155,45 @@ def _sweep_config(args: argparse.Namespace, specs: Sequence[ModelSpec], amp_dtyp
     return config
 
 
+def _default_dataset(specs: Sequence[ModelSpec]) -> str:
+    """``--dataset``'s default: the data set the checkpoints' runs trained on, when they record one and agree, so a
+    checkpoint is evaluated on the data it was trained with; else Fashion-MNIST."""
+    recorded = {read_run_args(s.checkpoint).get('dataset') for s in specs if s.checkpoint is not None} - {None}
+    if len(recorded) > 1:
+        raise CLIError(f'the checkpoints were trained on different data sets ({", ".join(map(repr, sorted(recorded)))})'
+                       ': pass --dataset')
+    return recorded.pop() if recorded else 'fmnist'
+
+
+def _dataset_opener(args: argparse.Namespace) -> Callable[[str], Any]:
+    """``open_dataset(img_mode)``: the data set with images read in that PIL mode, opened once per mode."""
+    @functools.lru_cache(maxsize=None)
+    def open_dataset(img_mode: str):
+        try:
+            dataset = create_dataset(args.dataset, root=args.data_dir, split=args.split, num_samples=args.num_samples,
+                                     input_img_mode=img_mode)
+        except USER_ERRORS as e:
+            raise CLIError(f'cannot open data set {args.dataset!r}: {one_line(e)}') from e
+        if hasattr(dataset, '__len__') and len(dataset) == 0:
+            raise CLIError(f'data set {args.dataset!r} (split {args.split!r}) is empty')
+        return dataset
+    return open_dataset
+
+
 def _finish(writer: ResultsWriter, args: argparse.Namespace, start: float) -> None:
-    """Write the run's final files (and plots): after success, a `CLIError` or an interrupt alike."""
+    """Write the run's final files (and plots): after success, a `CLIError` or an interrupt alike. An error before the
+    first measurement writes nothing, so a folder's earlier results stay as they were."""
+    if not writer.rows:
+        return
     writer.config['wall_seconds'] = round(time.perf_counter() - start, 1)
     writer.write()
-    if not args.no_plots and writer.rows:
+    if not args.no_plots:
         try:
             for path in plot_results(writer.rows, writer.output_dir, writer.environment, args.dataset):
                 _logger.info(f'wrote {path}')
         except Exception as e:  # a failed plot must not hide the measured results or the run's own error
             _logger.warning(f'plotting failed: {one_line(e)}')
-    if writer.rows and writer.config['status'] != 'complete':
+    if writer.config['status'] != 'complete':
         _logger.info(f'{len(writer.rows)} measured rows written to {writer.output_dir}')
 
 
@@ -167,20 +203,19 @@ def run(args: argparse.Namespace) -> ResultsWriter:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    amp_dtype = getattr(torch, args.amp_dtype) if args.amp else None
+    try:  # bf16 only where the CPU runs it natively, as sct-train: emulated, a 'quick' sweep would be slower
+        amp_dtype = resolve_amp_dtype(args.amp, args.amp_dtype, device)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     specs = _model_specs(args)
     if args.scales:
         resolve_scales_arg(args.scales)
-    try:
-        dataset = create_dataset(args.dataset, root=args.data_dir, split=args.split, num_samples=args.num_samples)
-    except USER_ERRORS as e:
-        raise CLIError(f'cannot open data set {args.dataset!r}: {one_line(e)}') from e
-    if hasattr(dataset, '__len__') and len(dataset) == 0:
-        raise CLIError(f'data set {args.dataset!r} (split {args.split!r}) is empty')
+    if args.dataset is None:
+        args.dataset = _default_dataset(specs)
     writer = ResultsWriter(args.output, collect_environment(device), _sweep_config(args, specs, amp_dtype))
     try:
         with record_status(writer.config), logging_redirect_tqdm():
-            run_sweep(args, specs, dataset, device, amp_dtype, writer)
+            run_sweep(args, specs, _dataset_opener(args), device, amp_dtype, writer)
     finally:
         _finish(writer, args, start)
     _logger.info(f'results in {writer.output_dir}')

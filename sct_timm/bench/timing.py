@@ -5,12 +5,13 @@ timer measures the launch, not the work.
 """
 import math
 import time
-from contextlib import nullcontext
-from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from ..precision import autocast_context
 
 __all__ = [
     'synchronize', 'autocast_context', 'time_calls', 'measure_latency', 'measure_throughput', 'interleaved_times',
@@ -22,11 +23,6 @@ def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (a no-op on the CPU)."""
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
-
-
-def autocast_context(device: torch.device, amp_dtype: Optional[torch.dtype]) -> ContextManager:
-    """``torch.autocast`` at ``amp_dtype``, or a no-op context when AMP is off."""
-    return torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
 
 
 def time_calls(fn: Callable[[], Any], runs: int, warmup: int, device: torch.device) -> List[float]:

@@ -99,6 +99,10 @@ def load_results(path: Union[str, Path], model: Optional[str] = None) -> Dict[st
     doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get('results'), list):
         raise CLIError(f'{path}: not an sct-bench results file (no "results" list)')
+    amp_dtype = (doc.get('config') or {}).get('amp_dtype')
+    if amp_dtype:
+        raise CLIError(f'{path}: measured under {amp_dtype} autocast; model cards report float32 evaluation: sweep '
+                       f'again without --amp')
     all_rows = _with_gmacs(doc['results'])
     for i, row in enumerate(all_rows):
         if not isinstance(row, dict):

@@ -43,6 +43,23 @@ def _tag_of(variant: str, pretrained_cfg: Any) -> str:
     return f'{variant}.{cfg.tag}' if cfg.tag else variant
 
 
+def _shape_cfg_overlay(variant: str, pretrained: bool, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``pretrained_cfg_overlay`` for a model built without the tag's weights in another ``in_chans`` than the
+    tag's: timm's defaults for that shape (ImageNet's mean/std, as ``timm.create_model('resnet18')`` has), not the
+    tag's. A tag's mean/std describe its weights and data (the zoo's: Fashion-MNIST's one gray value), which a model
+    of another shape does not have; with the weights (``pretrained=True``), they are kept. The caller's overlay wins.
+    """
+    overlay = dict(kwargs.get('pretrained_cfg_overlay') or {})
+    in_chans = kwargs.get('in_chans')
+    if pretrained or in_chans is None:
+        return overlay
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=kwargs.get('pretrained_cfg'), pretrained_cfg_overlay=overlay)
+    if in_chans == cfg.input_size[0]:
+        return overlay
+    defaults = dict(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, input_size=(in_chans, *cfg.input_size[1:]))
+    return {**defaults, **overlay}
+
+
 def convert_recorded(model: nn.Module, scales: Sequence[int], scale_policy: str = 'nearest') -> nn.Module:
     """`convert_to_sbn`, plus the scales recorded in ``model._model_args``.
 
@@ -76,12 +93,14 @@ def create_sct_model(
     """Build SCT ``variant`` from its timm base model (`BASE_MODELS`) via ``build_model_with_cfg``.
 
     Scales come from the explicit ``scales`` kwarg, else the pretrained tag's entry in ``tag_scales`` (a tag's
-    weights only fit the scale count they were trained with), else the default preset (SCT-A).
+    weights only fit the scale count they were trained with), else the default preset (SCT-A). Without the tag's
+    weights, another ``in_chans`` than the tag's gets timm's default mean/std (`_shape_cfg_overlay`).
     """
     scales = kwargs.pop('scales', None)
     if scales is None and tag_scales:
         scales = tag_scales.get(_tag_of(variant, kwargs.get('pretrained_cfg')))
     kwargs['scales'] = resolve_scales(scales)
+    kwargs['pretrained_cfg_overlay'] = _shape_cfg_overlay(variant, pretrained, kwargs) or None
 
     def build(**model_kwargs):
         return _build_sct(BASE_MODELS[variant], **model_kwargs)

@@ -12,6 +12,7 @@ import timm
 from timm.models import load_checkpoint, parse_model_name, split_model_name_tag
 from torch import nn
 
+from ..checkpoint import apply_run_data_config, read_run_args
 from ..convert import get_scales, sbn_layers
 from ..scales import resolve_scales
 from ._builder import convert_recorded
@@ -56,7 +57,8 @@ def create_model(
     weights (``pretrained_cfg_overlay=dict(file=...)`` for a local file), then `convert_to_sbn` copies each
     BatchNorm's values to every scale: lossless. ``sct_*`` names are already S-BN and go straight to
     ``timm.create_model``. ``hf-hub:``/``local-dir:`` names are converted unless they hold an SCT model already.
-    ``checkpoint_path`` is loaded after conversion, so it may hold plain BatchNorm or S-BN (same scales) weights.
+    ``checkpoint_path`` is loaded after conversion, so it may hold plain BatchNorm or S-BN (same scales) weights; the
+    preprocessing its training run recorded becomes the model's ``pretrained_cfg`` data config (`sct_timm.checkpoint`).
 
     Args:
         model_name: A timm model name (with optional tag or source prefix).
@@ -70,8 +72,9 @@ def create_model(
     if _is_sct_name(model_name):
         if scale_policy is not None and scale_policy != 'nearest':  # else timm's own call: model_args match
             kwargs['scale_policy'] = scale_policy
-        return timm.create_model(
+        model = timm.create_model(
             model_name, pretrained=pretrained, scales=scales, checkpoint_path=checkpoint_path, **kwargs)
+        return apply_run_data_config(model, read_run_args(checkpoint_path)) if checkpoint_path else model
     model = timm.create_model(model_name, pretrained=pretrained, **kwargs)
     if sbn_layers(model):  # an SCT model from the Hub or a local folder: its config.json gave its scales
         _check_saved_sct(model_name, model, scales, scale_policy)
@@ -85,4 +88,5 @@ def create_model(
             raise ValueError(f'{model_name}: {e}') from e
     if checkpoint_path:
         load_checkpoint(model, checkpoint_path, use_ema=False)  # EMA weights only when asked, as every command
+        apply_run_data_config(model, read_run_args(checkpoint_path))
     return model
