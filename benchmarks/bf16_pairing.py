@@ -5,10 +5,9 @@ resnet18 with the shipped Fashion-MNIST recipe (``sct_timm/configs/sct_resnet18_
 size jitter 0.5), 10,000 class-balanced training images x 3 epochs per row, swept in float32 on all 10,000 test images
 at every size from 32 to 64 in steps of 4. Rows (all with the in-memory tensor loader but one):
 
-* ``fp32_s42``, ``fp32_s43``, ``fp32_s44``: float32, NCHW (``--no-amp --no-channels-last``), three seeds: the
-  seed-to-seed spread of float32 (largest difference between two seeds, per size) is the noise the bf16 difference
-  is judged against;
-* ``bf16_s42``, ``bf16_s43``, ``bf16_s44``: the config's fast path (bf16 autocast, channels_last), same seeds;
+* ``fp32_s42``, ``fp32_s43``: float32, NCHW (``--no-amp --no-channels-last``), two seeds: the seed-to-seed spread
+  of float32 (their difference, per size) is the noise the bf16 difference is judged against;
+* ``bf16_s42``, ``bf16_s43``: the config's fast path (bf16 autocast, channels_last), same seeds;
 * ``bf16_timm_loader_s42``: the fast path with timm's loader (PIL transforms in 2 workers) instead of the tensor loader,
   so a change the loader makes shows too.
 
@@ -34,10 +33,8 @@ ROWS: Dict[str, List[str]] = {
     'bf16_s42': ['--seed', '42'],
     'bf16_s43': ['--seed', '43'],
     'bf16_timm_loader_s42': ['--train-loader', 'timm', '--seed', '42'],
-    'fp32_s44': ['--no-amp', '--no-channels-last', '--seed', '44'],
-    'bf16_s44': ['--seed', '44'],
 }
-SEEDS = (42, 43, 44)
+SEEDS = (42, 43)
 TEST_SIZES = tuple(range(32, 65, 4))
 TOLERANCE = 0.5
 

@@ -268,3 +268,25 @@ def test_ablation_report_targets_and_partial_sweeps(tmp_path, capsys):
     table = (res / 'ablation.md').read_text()
     assert '| sct | 81.00 ± 0.00 | 71.00 ± 1.41 | 61.00 ± 1.41 |' in table and 'sct_jitter' not in table
     assert (res / 'accuracy_vs_resolution.png').stat().st_size > 0
+
+
+def test_bf16_pairing_report_judges_every_size_against_the_seed_spread(tmp_path, capsys):
+    """The paired check's report: float32's seed spread per size, bf16's differences per seed and for the seed means,
+    the target met only where every difference is within max(0.5, spread)."""
+    pairing = runpy.run_path(str(REPO / 'benchmarks' / 'bf16_pairing.py'), run_name='bf16_pairing')
+    sizes = pairing['TEST_SIZES']
+    base = {r: 70.0 for r in sizes}
+    tops = {'fp32_s42': base, 'fp32_s43': {**base, 40: 72.0}, 'bf16_s42': {**base, 40: 71.5},
+            'bf16_s43': {**base, 64: 69.4}, 'bf16_timm_loader_s42': base}
+    for name, top1 in tops.items():
+        _fake_sweep(tmp_path, name, top1)
+    _fake_sweep(tmp_path / 'partial', 'fp32_s42', base, status='running')
+    args = argparse.Namespace(results=str(tmp_path), output=str(tmp_path / 'runs'), train_samples=10, epochs=1)
+    doc = pairing['report'](args)
+    assert doc['fp32_seed_spread'][40] == pytest.approx(2.0) and doc['fp32_seed_spread'][64] == 0.0
+    assert doc['checks']['s42']['met']  # 1.5 below at 40 px, within that size's spread of 2.0
+    assert not doc['checks']['s43']['met'] and doc['checks']['s43']['margin'][64] == pytest.approx(-0.1)
+    assert doc['checks']['seed means']['difference'][40] == pytest.approx(-0.25)
+    assert 'missed (smallest margin -0.10 at 64 px)' in (tmp_path / 'pairing.md').read_text()
+    with pytest.raises(SystemExit, match='not swept yet'):
+        pairing['report'](argparse.Namespace(**{**vars(args), 'results': str(tmp_path / 'partial')}))

@@ -252,11 +252,11 @@ def format_report(results: Dict[str, Any]) -> str:
             eager, row = rows['bf16'], rows[mode]
             gain = eager['seconds_per_batch'] - row['seconds_per_batch']
             cost = row['warmup_excess_seconds'] - eager['warmup_excess_seconds']
-            even = f'{cost / gain:.0f} batches' if gain > 0 else 'never (not faster)'
+            payoff = f'it pays off after {cost / gain:.0f} batches' if gain > 0 else 'not faster: it never pays off'
             compiled.append(f'- {Path(config).stem}: torch.compile (inductor) loop {row["images_per_second"]:.1f} '
                             f'img/s against eager {eager["images_per_second"]:.1f} '
                             f'({row["images_per_second"] / eager["images_per_second"]:.2f}x); compiling cost '
-                            f'{cost:.0f} s more in the first batches: it pays off after {even}')
+                            f'{cost:.0f} s more in the first batches; {payoff}')
     if compiled:
         lines += ['', *compiled]
     return '\n'.join(lines) + '\n'
