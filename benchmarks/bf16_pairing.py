@@ -33,8 +33,10 @@ ROWS: Dict[str, List[str]] = {
     'bf16_s42': ['--seed', '42'],
     'bf16_s43': ['--seed', '43'],
     'bf16_timm_loader_s42': ['--train-loader', 'timm', '--seed', '42'],
+    'fp32_s44': ['--no-amp', '--no-channels-last', '--seed', '44'],
+    'bf16_s44': ['--seed', '44'],
 }
-SEEDS = (42, 43)
+SEEDS = (42, 43, 44)
 TEST_SIZES = tuple(range(32, 65, 4))
 TOLERANCE = 0.5
 
