@@ -110,6 +110,7 @@ class ModeTimer:
         self.waits: List[float] = []
         self.bare: List[float] = []
         self.warmup_seconds = 0.0
+        self.warmup_batches = 0
 
     def _pass(self, batches: int) -> _TimedLoader:
         setup = self.setup
@@ -122,6 +123,7 @@ class ModeTimer:
     def warm_up(self, batches: int = 2) -> None:
         """The first batches build each size's kernels (and with ``--torchcompile`` compile its graphs): timed apart."""
         loader = self._pass(batches)
+        self.warmup_batches = batches
         self.warmup_seconds = loader.stamps[-1] - loader.stamps[0]
 
     def time_chunk(self, bare_steps: int) -> None:
@@ -145,8 +147,8 @@ class ModeTimer:
             'bare_step_seconds': [round(t, 4) for t in self.bare],
             'loop_over_bare': bare / per_batch, 'loader_wait_seconds': median(self.waits),
             'loader_share': median(self.waits) / per_batch, 'warmup_seconds': self.warmup_seconds,
-            # the warm-up's cost beyond two steady batches: kernel creation, or compiling
-            'warmup_excess_seconds': self.warmup_seconds - 2 * per_batch,
+            # the warm-up's cost beyond as many steady batches: kernel creation, or compiling
+            'warmup_excess_seconds': self.warmup_seconds - self.warmup_batches * per_batch,
             'train_gmacs_per_image': gmacs, 'achieved_gflops': 3 * 2 * gmacs * batch / bare,
         }
 
