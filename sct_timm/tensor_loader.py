@@ -4,7 +4,8 @@ at a time in the training process.
 On a 2-core CPU, timm's loader workers decode and augment each image with PIL in processes that compete with the
 training threads for the same cores: the SCT loop in bf16 then ran at 0.88-0.93x the speed of its bare step, a
 float32 MobileNetV2 at 0.77x (``benchmarks/train_speed.py``). Here one batch is gathered from the tensor and augmented
-with a few batched tensor ops in the loop's own thread (no workers, nothing pickled): about 5 ms of a 0.7-2 s step.
+with a few batched tensor ops in the loop's own thread (no workers, nothing pickled): the loop waits 6-7 ms of a
+0.8-2.9 s step.
 
 The augmentation is timm's training transform, batch-wise: random-resized crop (timm's crop parameters: area from
 ``scale``, log-uniform aspect ``ratio``, ten tries then the central fallback, integer boxes), resized by ``grid_sample``
@@ -28,8 +29,8 @@ from timm.data.random_erasing import RandomErasing
 from torch.utils.data import DistributedSampler
 
 __all__ = [
-    'TensorTrainLoader', 'supports_tensor_loader', 'unsupported_options', 'resolve_train_loader', 'create_tensor_loader',
-    'random_resized_crop_boxes',
+    'TensorTrainLoader', 'supports_tensor_loader', 'unsupported_options', 'resolve_train_loader',
+    'create_tensor_loader', 'random_resized_crop_boxes',
 ]
 
 _logger = logging.getLogger(__name__)
