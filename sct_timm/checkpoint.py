@@ -1,4 +1,4 @@
-"""Reading checkpoints and building models from them: the one path every command (train, bench, hub) uses.
+"""Reading checkpoints: the one path every command (train, bench, hub) reads weights and run args through.
 
 The state dict comes from timm's own ``load_state_dict`` (safetensors, or ``torch.load(weights_only=True)`` with only
 ``argparse.Namespace`` allow-listed; ``state_dict``/``model``/EMA containers; ``module.`` and ``_orig_mod.``
@@ -6,9 +6,10 @@ prefixes stripped), so a checkpoint means here what it means to timm. What timm'
 ``arch`` and ``epoch``, is read from the same file memory-mapped, without copying its tensors.
 
 Preprocessing: ``sct-train`` records the data config it resolved (mean, std, crop_pct, interpolation, input_size, and
-``input_img_mode`` when one was given) in the args. `create_model_from_checkpoint` writes it into the model's
-``pretrained_cfg`` (`apply_run_data_config`), so timm's ``resolve_data_config`` and every command evaluate a checkpoint
-the way it was trained; explicit flags still override it, as they override any ``pretrained_cfg``.
+``input_img_mode`` when one was given) in the args. `apply_run_data_config` writes it into a model's
+``pretrained_cfg`` (`sct_timm.build.create_model_from_checkpoint` does so for every model it builds), so timm's
+``resolve_data_config`` and every command evaluate a checkpoint the way it was trained; explicit flags still override
+it, as they override any ``pretrained_cfg``.
 
 EMA: ``use_ema=True`` asks for a checkpoint's EMA weights and is an error when it has none (timm silently falls back
 to the plain weights; a user who asked for EMA numbers must not get others). ``use_ema=False`` reads the plain
@@ -20,16 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-import timm
 import torch
-from timm.models import get_pretrained_cfg, load_state_dict
+from timm.models import load_state_dict
 
 from .utils import CLIError, one_line
 
-__all__ = [
-    'Checkpoint', 'read_checkpoint', 'read_run_args', 'model_kwargs_from_checkpoint', 'apply_run_data_config',
-    'create_model_from_checkpoint',
-]
+__all__ = ['Checkpoint', 'read_checkpoint', 'read_run_args', 'apply_run_data_config']
 
 _logger = logging.getLogger(__name__)
 
@@ -157,66 +154,3 @@ def apply_run_data_config(model: torch.nn.Module, args: Dict[str, Any]) -> torch
         in_chans = getattr(model, 'in_chans', None) or cfg.get('input_size', input_size)[0]
         cfg['input_size'] = (int(in_chans), int(input_size[1]), int(input_size[2]))
     return model
-
-
-def _arch(name: str) -> str:
-    return name.split('.')[0]
-
-
-def model_kwargs_from_checkpoint(name: str, checkpoint: Checkpoint) -> Dict[str, Any]:
-    """``timm.create_model`` kwargs a checkpoint implies: its run's args, then its classifier and stem shapes.
-
-    The shapes win over the args (they are what the weights are); ``scales`` and ``scale_policy`` are passed only to
-    SCT models.
-    """
-    from .models import BASE_MODELS  # the registry's sct_* names; imported late (models import this package)
-    args = checkpoint.args
-    kwargs: Dict[str, Any] = {}
-    if isinstance(args.get('model_kwargs'), dict):
-        kwargs.update(args['model_kwargs'])
-    for key in ('num_classes', 'in_chans'):
-        if args.get(key) is not None:
-            kwargs[key] = args[key]
-    if _arch(name) in BASE_MODELS and args.get('norm', 'sbn') == 'sbn':
-        for key in ('scales', 'scale_policy'):
-            if args.get(key) is not None:
-                kwargs[key] = args[key]
-    cfg = get_pretrained_cfg(name) or get_pretrained_cfg(_arch(name))
-    if cfg is not None:
-        state = checkpoint.state_dict
-        head = state.get(f'{cfg.classifier}.weight') if isinstance(cfg.classifier, str) else None
-        if head is not None and head.dim() >= 2:
-            kwargs['num_classes'] = head.shape[0]
-        stem = state.get(f'{cfg.first_conv}.weight') if isinstance(cfg.first_conv, str) else None
-        if stem is not None and stem.dim() == 4:
-            kwargs['in_chans'] = stem.shape[1]
-    return kwargs
-
-
-def create_model_from_checkpoint(
-        name: str,
-        checkpoint: Union[str, Path, Checkpoint],
-        use_ema: bool = False,
-        **kwargs,
-) -> torch.nn.Module:
-    """``timm.create_model(name)`` shaped by the checkpoint (`model_kwargs_from_checkpoint`, overridden by
-    ``kwargs``), with every weight loaded strictly: a partial fit is an error, not a silently random layer, and the
-    run's preprocessing in its ``pretrained_cfg`` (`apply_run_data_config`).
-
-    Plain BatchNorm weights load into S-BN models (every scale starts from them), as timm's pretrained path does.
-    """
-    from .convert import checkpoint_filter_fn
-    if not isinstance(checkpoint, Checkpoint):
-        checkpoint = read_checkpoint(checkpoint, use_ema=use_ema)
-    if not timm.is_model(_arch(name)):
-        raise CLIError(f'unknown model {name!r}: not in timm\'s registry (import sct_timm for the sct_* models)')
-    model_kwargs = {**model_kwargs_from_checkpoint(name, checkpoint), **kwargs}
-    try:
-        model = timm.create_model(name, pretrained=False, **model_kwargs)
-    except (ValueError, TypeError, RuntimeError) as e:
-        raise CLIError(f'cannot build {name} with {model_kwargs}: {one_line(e)}') from None
-    try:
-        model.load_state_dict(checkpoint_filter_fn(dict(checkpoint.state_dict), model), strict=True)
-    except (RuntimeError, ValueError) as e:
-        raise CLIError(f'{checkpoint.path}: does not fit {name} ({model_kwargs}): {one_line(e)}') from None
-    return apply_run_data_config(model, checkpoint.args)

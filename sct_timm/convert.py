@@ -17,21 +17,25 @@ from .scales import decision_stride, resolve_scales, scale_ranges, validate_scal
 
 __all__ = [
     'convert_to_sbn', 'fuse_scale', 'checkpoint_filter_fn', 'get_scales', 'get_scale_ranges', 'get_network_stride',
-    'probe_bn_strides', 'sbn_layers',
+    'probe_bn_strides', 'sbn_layers', 'served_scale', 'model_in_chans',
 ]
 
 _PROBE_SIZES = (512, 1024)
 _ODD_PROBE_SIZE = 1025  # odd at every stride: maps that round down show here
 
 
-def _infer_in_chans(model: nn.Module) -> int:
+def model_in_chans(model: nn.Module) -> int:
+    """Input channels: the model's ``in_chans``, else its first convolution's, else its pretrained config's."""
     in_chans = getattr(model, 'in_chans', None)
     if isinstance(in_chans, int):
         return in_chans
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             return module.in_channels
-    raise ValueError('cannot infer the input channels: the model has no Conv2d and no in_chans attribute')
+    cfg = getattr(model, 'pretrained_cfg', None)
+    if isinstance(cfg, dict):
+        return int(cfg.get('input_size', (3,))[0])  # timm's default shape when the cfg names none
+    raise ValueError('cannot infer the input channels: the model has no Conv2d, no in_chans and no pretrained_cfg')
 
 
 def probe_bn_strides(model: nn.Module, layers: Sequence[nn.Module]) -> List[int]:
@@ -44,7 +48,7 @@ def probe_bn_strides(model: nn.Module, layers: Sequence[nn.Module]) -> List[int]
     ``ceil_mode``, DenseNet's transitions) would mix two scales' statistics in one forward at some sizes.
     """
     names = {id(m): n for n, m in model.named_modules()}
-    in_chans = _infer_in_chans(model)
+    in_chans = model_in_chans(model)
     seen: Dict[int, List[Tuple[int, int]]] = {id(m): [] for m in layers}
 
     def record(module, args):
@@ -112,7 +116,7 @@ def _bn_children(model: nn.Module) -> List[Tuple[nn.Module, str, nn.BatchNorm2d]
 def convert_to_sbn(
         model: nn.Module,
         scales: 'Sequence[int] | str | None' = None,
-        policy: str = 'nearest',
+        scale_policy: str = 'nearest',
         network_stride: Optional[int] = None,
 ) -> nn.Module:
     """Replace every ``nn.BatchNorm2d`` (timm's ``BatchNormAct2d`` included) with Scale-Specific BatchNorm.
@@ -123,7 +127,7 @@ def convert_to_sbn(
     Args:
         model: Any CNN whose BatchNorm2d layers see maps that follow the input size.
         scales: Training resolutions, a preset name (``'sct_a'``) or None for the default (SCT-A).
-        policy: ``'nearest'`` or ``'interpolate'`` between training scales (see `sct_timm.scales`).
+        scale_policy: How sizes between training scales are served (`sct_timm.scales.SCALE_POLICIES`).
         network_stride: Stride of the deepest feature map; inferred as the largest BatchNorm stride if None.
     """
     scales = resolve_scales(scales)
@@ -138,7 +142,7 @@ def convert_to_sbn(
     for (parent, child_name, bn), stride in zip(targets, strides):
         if network_stride % stride:
             raise ValueError(f"BatchNorm '{child_name}' at stride {stride} lies beyond network stride {network_stride}")
-        setattr(parent, child_name, sbn_from_bn(bn, scales, network_stride, stride, policy, decision))
+        setattr(parent, child_name, sbn_from_bn(bn, scales, network_stride, stride, scale_policy, decision))
     return model
 
 
@@ -156,6 +160,20 @@ def _first_sbn(model: nn.Module) -> ScaleSpecificBatchNorm2d:
 def get_scales(model: nn.Module) -> Tuple[int, ...]:
     """The training scales an SCT model was built for, largest first."""
     return tuple(_first_sbn(model).scales)
+
+
+def served_scale(model: nn.Module, resolution: int) -> Optional[int]:
+    """The training scale an SCT model's S-BN layers use for a square input of side ``resolution`` (eval mode); None
+    for a plain model.
+
+    Asks the layer itself (`ScaleSpecificBatchNorm2d.select_resolution`), so this answer follows the layer's rule,
+    decision stride and policy included; when a policy blends two scales it is the upper scale of the blend.
+    """
+    layers = sbn_layers(model)
+    if not layers:
+        return None
+    lo, hi, t = layers[0].select_resolution(resolution)
+    return layers[0].scales[lo] if t == 0.0 else layers[0].scales[hi]
 
 
 def get_scale_ranges(model: nn.Module, scales: Sequence[int]) -> List[Tuple[int, int]]:
@@ -176,7 +194,7 @@ def get_network_stride(model: nn.Module) -> int:
 def fuse_scale(model: nn.Module, resolution: int) -> nn.Module:
     """A copy of ``model`` with every S-BN replaced by plain BatchNorm holding the statistics for ``resolution``.
 
-    The copy computes exactly what the S-BN model computes at ``resolution`` (including the interpolation policy),
+    The copy computes exactly what the S-BN model computes at ``resolution`` (including its scale policy),
     with no per-call selection: the form to export (ONNX, ``torch.export``) or serve at one resolution. The
     original model is not modified.
     """

@@ -21,7 +21,8 @@ from .utils import CLIError
 
 __all__ = [
     'image_mode_for', 'resolve_image_mode',
-    'FMNIST_DIR', 'FMNIST_NAMES', 'FMNIST_MEAN', 'FMNIST_STD', 'FMNIST_CLASSES', 'FashionMNIST', 'create_dataset',
+    'FMNIST_DIR', 'FMNIST_NAMES', 'FMNIST_MEAN', 'FMNIST_STD', 'FMNIST_CLASSES', 'FMNIST_TEST_IMAGES', 'FashionMNIST',
+    'create_dataset',
     'is_fmnist',
 ]
 
@@ -33,6 +34,7 @@ FMNIST_STD = (0.3530,)
 FMNIST_CLASSES = (
     'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
 )
+FMNIST_TEST_IMAGES = 10000  # the test split, which sct-train validates on and sct-bench sweeps
 _SPLIT_PREFIX = {'train': 'train', 'validation': 't10k', 'val': 't10k', 'test': 't10k'}
 
 

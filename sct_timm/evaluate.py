@@ -107,7 +107,7 @@ def evaluate(
 ) -> Dict[str, float]:
     """Top-1/top-5 (percent), mean cross-entropy, sample count and seconds of ``model`` over ``loader``.
 
-    The one evaluation loop: training validation (`sct_timm.train.validate_scales`) and ``sct-bench`` both call it,
+    The one evaluation loop: training validation (`sct_timm.train.evaluate_at_scales`) and ``sct-bench`` both call it,
     so their numbers for one model and loader are the same numbers. Metrics are timm's `ClassificationEvaluator`;
     with ``distributed=True`` every rank evaluates its shard (sampler padding discounted) and all ranks return the
     reduced totals. ``amp_autocast`` is a context factory, as in timm's scripts.

@@ -14,27 +14,26 @@ import os
 import re
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import torch
 from torch import nn
 
-from .bench.models import served_scale as bench_served_scale
-from .convert import fuse_scale, get_network_stride, get_scales, sbn_layers
+from .convert import fuse_scale, get_network_stride, get_scales, sbn_layers, served_scale
 from .quantize import QUANT_ENGINE, quantize_int8
 from .utils import atomic_path
 
 __all__ = [
-    'FORMATS', 'FILE_SUFFIXES', 'DEFAULT_ATOL', 'ExportCheckError', 'file_stem', 'min_resolution', 'served_scale',
+    'FORMATS', 'ExportFormat', 'ExportJob', 'Written', 'export_format', 'DEFAULT_ATOL', 'ExportCheckError',
+    'file_stem', 'min_resolution',
     'plain_model', 'example_input', 'max_abs_diff', 'quiet_torchscript', 'check_dynamic_scriptable',
     'export_resolution', 'export_dynamic_torchscript',
 ]
 
 _logger = logging.getLogger(__name__)
 
-FORMATS = ('onnx', 'export', 'torchscript', 'int8')
-FILE_SUFFIXES = {'onnx': '.onnx', 'export': '.pt2', 'torchscript': '.torchscript.pt', 'int8': '.int8.torchscript.pt'}
 DEFAULT_ATOL = 1e-3
 """Largest max-abs difference (logits) between a reloaded float file and the PyTorch model that still passes."""
 
@@ -68,11 +67,6 @@ def min_resolution(model: nn.Module) -> int:
     return 1
 
 
-def served_scale(model: nn.Module, resolution: int) -> Optional[int]:
-    """The training scale whose statistics serve ``resolution``, or None for a plain model."""
-    return bench_served_scale(model, resolution) if sbn_layers(model) else None
-
-
 def plain_model(model: nn.Module, resolution: int) -> nn.Module:
     """The single-resolution model to export: ``fuse_scale`` of an SCT model, an eval-mode plain model as it is."""
     return fuse_scale(model, resolution).eval() if sbn_layers(model) else model.eval()
@@ -94,27 +88,95 @@ def _check(name: str, diff: float, atol: float) -> float:
     return diff
 
 
-def _write_onnx(model: nn.Module, example: torch.Tensor, path: Path, opset: Optional[int]) -> Tuple[Any, int]:
-    """Export, then run the file in onnxruntime; returns its output and the opset the file declares."""
-    import onnx
-    import onnxruntime
-    program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset, verbose=False)
-    program.save(str(path))
-    declared = {o.domain: o.version for o in onnx.load(str(path), load_external_data=False).opset_import}
-    session = onnxruntime.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-    (output,) = session.run(None, {session.get_inputs()[0].name: example.numpy()})
-    return output, int(declared.get('', declared.get('ai.onnx', -1)))
+@dataclass
+class ExportJob:
+    """What a format's writer gets: the plain model at one resolution, its example input, the output path and the
+    eager model's output on it (the reference the reloaded file is checked against)."""
+    model: nn.Module
+    example: torch.Tensor
+    path: Path
+    reference: torch.Tensor
+    calibration: Optional[Iterable[torch.Tensor]] = None
+    opset: Optional[int] = None
 
 
-def _write_program(model: nn.Module, example: torch.Tensor, path: Path) -> torch.Tensor:
-    torch.export.save(torch.export.export(model, (example,)), str(path))
-    return torch.export.load(str(path)).module()(example)
+@dataclass
+class Written:
+    """A writer's result: the reloaded file's output, the reference it must match, and its manifest fields."""
+    output: Any
+    reference: torch.Tensor
+    check: Dict[str, Any] = field(default_factory=dict)
+    entry: Dict[str, Any] = field(default_factory=dict)
 
 
-def _write_torchscript(module: 'torch.jit.ScriptModule', example: torch.Tensor, path: Path) -> torch.Tensor:
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export format: its file suffix, the dtype it stores, and the writer that writes and reloads a file."""
+    name: str
+    suffix: str
+    write: Callable[[ExportJob], Written]
+    dtype: str = 'float32'
+
+
+FORMATS: Dict[str, ExportFormat] = {}
+"""Export formats by name, in registration order (``sct-export --format`` lists them): a new format is one writer
+registered with `export_format`."""
+
+
+def export_format(name: str, suffix: str, dtype: str = 'float32') -> Callable[[Callable[[ExportJob], Written]], Any]:
+    """Decorator registering ``write(job) -> Written`` as export format ``name`` (files end in ``suffix``)."""
+    def register(write: Callable[[ExportJob], Written]) -> Callable[[ExportJob], Written]:
+        FORMATS[name] = ExportFormat(name, suffix, write, dtype)
+        return write
+    return register
+
+
+def _save_torchscript(module: 'torch.jit.ScriptModule', example: torch.Tensor, path: Path) -> torch.Tensor:
     with quiet_torchscript():
         torch.jit.save(module, str(path))
         return torch.jit.load(str(path), map_location='cpu')(example)
+
+
+@export_format('onnx', '.onnx')
+def _write_onnx(job: ExportJob) -> Written:
+    """Export, then run the file in onnxruntime; records the opset the file declares."""
+    import onnx
+    import onnxruntime
+    program = torch.onnx.export(job.model, (job.example,), dynamo=True, opset_version=job.opset, verbose=False)
+    program.save(str(job.path))
+    declared = {o.domain: o.version for o in onnx.load(str(job.path), load_external_data=False).opset_import}
+    session = onnxruntime.InferenceSession(str(job.path), providers=['CPUExecutionProvider'])
+    (output,) = session.run(None, {session.get_inputs()[0].name: job.example.numpy()})
+    return Written(output, job.reference, {'runtime': f'onnxruntime {onnxruntime.__version__}'},
+                   {'opset': int(declared.get('', declared.get('ai.onnx', -1)))})
+
+
+@export_format('export', '.pt2')
+def _write_program(job: ExportJob) -> Written:
+    torch.export.save(torch.export.export(job.model, (job.example,)), str(job.path))
+    output = torch.export.load(str(job.path)).module()(job.example)
+    return Written(output, job.reference, {'runtime': 'torch.export.load'})
+
+
+@export_format('torchscript', '.torchscript.pt')
+def _write_torchscript(job: ExportJob) -> Written:
+    with quiet_torchscript():
+        output = _save_torchscript(torch.jit.script(job.model), job.example, job.path)
+    return Written(output, job.reference, {'runtime': 'torch.jit.load'})
+
+
+@export_format('int8', '.int8.torchscript.pt', dtype='int8')
+def _write_int8(job: ExportJob) -> Written:
+    """The reloaded file must reproduce the in-memory int8 model; its distance from the float model is recorded."""
+    if job.calibration is None:
+        raise ValueError('int8 export needs calibration batches at the export resolution')
+    quantized = quantize_int8(job.model, job.calibration, job.example)
+    with quiet_torchscript():
+        expected = quantized(job.example)
+        output = _save_torchscript(quantized, job.example, job.path)
+    check = dict(against='the int8 model before saving', runtime='torch.jit.load', engine=QUANT_ENGINE,
+                 float_max_abs_diff=round(float(max_abs_diff(expected, job.reference)), 6))
+    return Written(output, expected, check)
 
 
 def export_resolution(
@@ -127,7 +189,7 @@ def export_resolution(
         opset: Optional[int] = None,
         atol: float = DEFAULT_ATOL,
 ) -> Dict[str, Any]:
-    """Write ``model`` at one resolution to ``path`` in format ``fmt`` and check the reloaded file.
+    """Write ``model`` at one resolution to ``path`` in format ``fmt`` (`FORMATS`) and check the reloaded file.
 
     Float formats must reproduce the (S-BN) PyTorch model on ``example`` within ``atol``, or `ExportCheckError` is
     raised and ``path`` is left as it was. ``int8`` needs ``calibration`` batches at ``resolution``; its reloaded
@@ -145,38 +207,16 @@ def export_resolution(
         reference = model.eval()(example)
         check: Dict[str, Any] = {'against': 'PyTorch eager' + (' (S-BN model)' if sbn_layers(model) else '')}
         with atomic_path(path) as tmp:
-            if fmt == 'onnx':
-                import onnxruntime
-                output, opset = _write_onnx(plain, example, tmp, opset)
-                check['runtime'] = f'onnxruntime {onnxruntime.__version__}'
-            elif fmt == 'export':
-                output = _write_program(plain, example, tmp)
-                check['runtime'] = 'torch.export.load'
-            elif fmt == 'torchscript':
-                with quiet_torchscript():
-                    output = _write_torchscript(torch.jit.script(plain), example, tmp)
-                check['runtime'] = 'torch.jit.load'
-            else:
-                if calibration is None:
-                    raise ValueError('int8 export needs calibration batches at the export resolution')
-                quantized = quantize_int8(plain, calibration, example)
-                with quiet_torchscript():
-                    expected = quantized(example)
-                    output = _write_torchscript(quantized, example, tmp)
-                float_diff = max_abs_diff(expected, reference)
-                reference = expected
-                check.update(against='the int8 model before saving', runtime='torch.jit.load',
-                             engine=QUANT_ENGINE, float_max_abs_diff=round(float_diff, 6))
-            check['max_abs_diff'] = _check(f'{fmt} at {resolution} px', max_abs_diff(output, reference), atol)
+            written = FORMATS[fmt].write(ExportJob(plain, example, tmp, reference, calibration, opset))
+            check.update(written.check)
+            check['max_abs_diff'] = _check(f'{fmt} at {resolution} px', max_abs_diff(written.output, written.reference),
+                                           atol)
             check['tolerance'] = atol
-    entry = {
+    return {
         'format': fmt, 'resolution': resolution, 'served_scale': served_scale(model, resolution),
-        'input_shape': list(example.shape), 'dtype': 'int8' if fmt == 'int8' else 'float32',
-        'bytes': path.stat().st_size, 'check': check,
+        'input_shape': list(example.shape), 'dtype': FORMATS[fmt].dtype, 'bytes': path.stat().st_size,
+        'check': check, **written.entry,
     }
-    if fmt == 'onnx':
-        entry['opset'] = opset
-    return entry
 
 
 def check_dynamic_scriptable(model: nn.Module) -> None:

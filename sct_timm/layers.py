@@ -21,8 +21,8 @@ from torch import nn
 from timm.layers import BatchNormAct2d
 from timm.models import register_notrace_module
 
-from .scales import SCALE_POLICIES, decision_stride as find_decision_stride, deep_grid_size, scale_grid, select_scale, \
-    validate_scales
+from .scales import check_scale_policy, decision_stride as find_decision_stride, deep_grid_size, scale_grid, \
+    selection_table, validate_scales
 
 __all__ = ['ScaleSpecificBatchNorm2d', 'ScaleSpecificBatchNormAct2d', 'is_sbn']
 
@@ -40,7 +40,8 @@ class ScaleSpecificBatchNorm2d(nn.Module):
         network_stride: Total stride ``S`` of the deepest feature map of the network this layer lives in.
         layer_stride: Total stride of this layer's input relative to the network input; must divide
             ``network_stride``. Together they let the layer recover the deep-grid size ``ceil(r / S)``.
-        policy: ``'nearest'`` or ``'interpolate'`` for resolutions between training scales.
+        scale_policy: How resolutions between training scales are served: a `sct_timm.scales.SCALE_POLICIES` name
+            (``'nearest'``, ``'interpolate'``); train mode always uses ``'nearest'``.
         decision_stride: Stride ``D`` at which the scales are told apart (`sct_timm.scales.decision_stride`; default:
             the largest that separates them). Layers at a stride dividing ``D`` decide from their own input; deeper
             ones follow the decision made before them in the same forward pass and thread.
@@ -56,14 +57,13 @@ class ScaleSpecificBatchNorm2d(nn.Module):
             momentum: Optional[float] = 0.1,
             affine: bool = True,
             track_running_stats: bool = True,
-            policy: str = 'nearest',
+            scale_policy: str = 'nearest',
             decision_stride: Optional[int] = None,
             device=None,
             dtype=None,
     ):
         super().__init__()
-        if policy not in SCALE_POLICIES:
-            raise ValueError(f'unknown scale policy {policy!r}: use one of {SCALE_POLICIES}')
+        check_scale_policy(scale_policy)
         if layer_stride <= 0 or network_stride % layer_stride:
             raise ValueError(f'layer stride {layer_stride} does not divide the network stride {network_stride}')
         if not track_running_stats:
@@ -83,6 +83,9 @@ class ScaleSpecificBatchNorm2d(nn.Module):
         self.layer_stride = layer_stride
         self.decision_stride = decision
         self.grid: List[int] = scale_grid(scales, decision)
+        # (lo, hi, t) per grid size, looked up in forward: the policy's choice in eval mode, the nearest in training
+        self.eval_table: List[Tuple[int, int, float]] = selection_table(self.grid, scale_policy)
+        self.train_table: List[Tuple[int, int, float]] = selection_table(self.grid, 'nearest')
         # deciding layers see ceil(r / layer_stride) and reduce it to ceil(r / D); deeper ones follow the record
         self.decides = decision % layer_stride == 0
         self.divisor = decision // layer_stride if self.decides else layer_stride // decision
@@ -93,7 +96,7 @@ class ScaleSpecificBatchNorm2d(nn.Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        self.policy = policy
+        self._scale_policy = scale_policy
         size = self.num_scales * num_features
         if affine:
             self.weight = nn.Parameter(torch.ones(size, **dd))
@@ -106,11 +109,16 @@ class ScaleSpecificBatchNorm2d(nn.Module):
         self.register_buffer(
             'num_batches_tracked', torch.zeros(self.num_scales, dtype=torch.long, device=device))
 
+    @property
+    def scale_policy(self) -> str:
+        """The policy the eval-mode lookup table was built with (read-only: the table is fixed at construction)."""
+        return self._scale_policy
+
     def extra_repr(self) -> str:
         decision = f', decision_stride={self.decision_stride}' if self.decision_stride != self.network_stride else ''
         return (
             f'{self.num_features}, scales={tuple(self.scales)}, layer_stride={self.layer_stride}, '
-            f'network_stride={self.network_stride}{decision}, policy={self.policy}, eps={self.eps}, '
+            f'network_stride={self.network_stride}{decision}, scale_policy={self.scale_policy}, eps={self.eps}, '
             f'momentum={self.momentum}, affine={self.affine}'
         )
 
@@ -131,12 +139,15 @@ class ScaleSpecificBatchNorm2d(nn.Module):
                 self._record(g)
         else:
             g = self._recall(side)
-        return select_scale(self.grid, g, self.policy == 'interpolate' and not self.training)
+        return self._lookup(g)
 
     def select_resolution(self, resolution: int) -> Tuple[int, int, float]:
         """``(lo, hi, t)`` this layer uses for a square input of side ``resolution`` (eval mode), without an input."""
-        g = deep_grid_size(resolution, self.decision_stride)
-        return select_scale(self.grid, g, self.policy == 'interpolate' and not self.training)
+        return self._lookup(deep_grid_size(resolution, self.decision_stride))
+
+    def _lookup(self, g: int) -> Tuple[int, int, float]:
+        table = self.train_table if self.training else self.eval_table
+        return table[min(g, len(table) - 1)]
 
     @torch.jit.unused
     def _record(self, g: int) -> None:
@@ -220,7 +231,7 @@ class ScaleSpecificBatchNormAct2d(ScaleSpecificBatchNorm2d):
             momentum: Optional[float] = 0.1,
             affine: bool = True,
             track_running_stats: bool = True,
-            policy: str = 'nearest',
+            scale_policy: str = 'nearest',
             decision_stride: Optional[int] = None,
             drop: Optional[nn.Module] = None,
             act: Optional[nn.Module] = None,
@@ -229,7 +240,7 @@ class ScaleSpecificBatchNormAct2d(ScaleSpecificBatchNorm2d):
     ):
         super().__init__(
             num_features, scales, network_stride=network_stride, layer_stride=layer_stride, eps=eps,
-            momentum=momentum, affine=affine, track_running_stats=track_running_stats, policy=policy,
+            momentum=momentum, affine=affine, track_running_stats=track_running_stats, scale_policy=scale_policy,
             decision_stride=decision_stride, device=device, dtype=dtype,
         )
         self.drop = drop if drop is not None else nn.Identity()
@@ -284,13 +295,13 @@ def sbn_from_bn(
         scales: Sequence[int],
         network_stride: int,
         layer_stride: int,
-        policy: str = 'nearest',
+        scale_policy: str = 'nearest',
         decision_stride: Optional[int] = None,
 ) -> ScaleSpecificBatchNorm2d:
     """An S-BN layer whose every scale starts from ``bn``'s parameters and statistics."""
     kwargs = dict(
         network_stride=network_stride, layer_stride=layer_stride, eps=bn.eps, momentum=bn.momentum,
-        affine=bn.affine, track_running_stats=True, policy=policy, decision_stride=decision_stride,
+        affine=bn.affine, track_running_stats=True, scale_policy=scale_policy, decision_stride=decision_stride,
         device=bn.running_mean.device if bn.running_mean is not None else None,
         dtype=bn.running_mean.dtype if bn.running_mean is not None else None,
     )

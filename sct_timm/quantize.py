@@ -19,7 +19,7 @@ import torch
 from timm.layers import BatchNormAct2d
 from torch import nn
 
-from .bench.models import bench_data_config
+from .build import bench_data_config
 from .convert import sbn_layers
 from .datasets import FMNIST_DIR, create_dataset, is_fmnist, resolve_image_mode
 from .evaluate import create_sample_loader
@@ -148,7 +148,7 @@ def open_calibration_data(
 
 
 def calibration_data_config(model: nn.Module, resolution: int, dataset: str, **overrides) -> Dict[str, Any]:
-    """``sct-bench``'s eval preprocessing at ``resolution`` (`sct_timm.bench.models.bench_data_config`), so int8 ranges
+    """``sct-bench``'s eval preprocessing at ``resolution`` (`sct_timm.build.bench_data_config`), so int8 ranges
     and S-BN statistics are observed on what evaluation feeds the model."""
     return bench_data_config(model, resolution, dataset, **overrides)
 

@@ -19,6 +19,10 @@ Given ``g`` and the training scales' grid sizes ``g_i``:
   ``g``; outside the trained range the end scale is used. In train mode the nearest scale is always used, since
   batch statistics are collected per scale.
 
+These are the *scale policies* (`SCALE_POLICIES`, name -> function): a policy only decides a ``g`` strictly between
+two neighbouring scales' grid sizes, as the blend weight towards the smaller scale; exact matches and sizes outside
+the trained range are the same for every policy. A new policy is one function registered with `scale_policy`.
+
 Non-square inputs use the shorter side, the side timm's eval transform resizes to the target size.
 
 Scale sets closer than the network stride (``{64, 48, 32}``, the paper's ``{320, 224, 196, 128, 96}``). Such a set
@@ -28,12 +32,12 @@ input exactly as above; deeper layers, whose maps cannot tell the scales apart, 
 layers of the same forward pass made (`sct_timm.layers` keeps it per thread). For sets separated at the network stride
 ``D == S``: every layer decides alone, the rule is the one above, bit for bit.
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = [
-    'SCT_A', 'SCT_DENSE', 'SCT_FMNIST', 'SCALE_PRESETS', 'DEFAULT_SCALES', 'SCALE_POLICIES',
-    'validate_scales', 'resolve_scales', 'deep_grid_size', 'scale_grid', 'select_scale', 'decision_stride',
-    'scale_ranges', 'SCT_PAPER43', 'SCT_FMNIST3',
+    'SCT_A', 'SCT_DENSE', 'SCT_FMNIST', 'SCALE_PRESETS', 'DEFAULT_SCALES', 'SCALE_POLICIES', 'ScalePolicy',
+    'scale_policy', 'check_scale_policy', 'validate_scales', 'resolve_scales', 'deep_grid_size', 'scale_grid',
+    'select_scale', 'selection_table', 'decision_stride', 'scale_ranges', 'SCT_PAPER43', 'SCT_FMNIST3',
 ]
 
 SCT_A: Tuple[int, ...] = (320, 224, 192, 128, 64)
@@ -59,7 +63,39 @@ SCALE_PRESETS = {
     'sct_paper43': SCT_PAPER43,
 }
 DEFAULT_SCALES = SCT_A
-SCALE_POLICIES = ('nearest', 'interpolate')
+
+ScalePolicy = Callable[[int, int, int], float]
+"""``(upper, lower, g) -> t``: for a grid size ``g`` strictly between two neighbouring scales' grid sizes ``upper >
+g > lower``, the blend weight in [0, 1] towards the lower (smaller) scale; 0 and 1 pick one scale alone."""
+
+SCALE_POLICIES: Dict[str, ScalePolicy] = {}
+
+
+def scale_policy(name: str) -> Callable[[ScalePolicy], ScalePolicy]:
+    """Decorator registering a scale policy under ``name`` (``scale_policy=name`` in the layers and factories)."""
+    def register(fn: ScalePolicy) -> ScalePolicy:
+        SCALE_POLICIES[name] = fn
+        return fn
+    return register
+
+
+@scale_policy('nearest')
+def _nearest(upper: int, lower: int, g: int) -> float:
+    return 0.0 if upper - g <= g - lower else 1.0  # a tie goes to the larger scale
+
+
+@scale_policy('interpolate')
+def _interpolate(upper: int, lower: int, g: int) -> float:
+    return float(upper - g) / float(upper - lower)
+
+
+def check_scale_policy(name: str) -> str:
+    """``name`` if it is a registered scale policy, else a ``ValueError`` naming them."""
+    if not isinstance(name, str):  # e.g. the former select_scale(grid, g, interpolate: bool) form
+        raise ValueError(f'a scale policy is a name, one of {sorted(SCALE_POLICIES)}; got {name!r}')
+    if name not in SCALE_POLICIES:
+        raise ValueError(f'unknown scale policy {name!r}: use one of {sorted(SCALE_POLICIES)}')
+    return name
 
 
 def resolve_scales(scales: 'str | Sequence[int | str] | int | None') -> Tuple[int, ...]:
@@ -144,11 +180,11 @@ def scale_grid(scales: Sequence[int], network_stride: int) -> List[int]:
     return [deep_grid_size(s, network_stride) for s in scales]
 
 
-def select_scale(grid: List[int], g: int, interpolate: bool) -> Tuple[int, int, float]:
+def select_scale(grid: Sequence[int], g: int, policy: str = 'nearest') -> Tuple[int, int, float]:
     """Pick the statistics for deep-grid size ``g`` given the scales' grid sizes (descending).
 
     Returns ``(lo, hi, t)``: blend scale ``lo`` towards scale ``hi`` by ``t`` (``t == 0.0`` means scale ``lo``
-    alone). TorchScript-compatible, so the layers call it inside ``forward``.
+    alone). Between two scales, ``policy`` (`SCALE_POLICIES`) decides.
     """
     n = len(grid)
     # exact match or outside the trained range: a single scale
@@ -163,14 +199,20 @@ def select_scale(grid: List[int], g: int, interpolate: bool) -> Tuple[int, int, 
     i = 0
     while grid[i + 1] > g:
         i += 1
-    upper = grid[i]
-    lower = grid[i + 1]
-    if interpolate:
-        return i, i + 1, float(upper - g) / float(upper - lower)
-    # nearest; a tie goes to the larger scale (index i)
-    if upper - g <= g - lower:
+    t = float(SCALE_POLICIES[check_scale_policy(policy)](grid[i], grid[i + 1], g))
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f'scale policy {policy!r} gave blend weight {t} for grid size {g}: it must lie in [0, 1]')
+    if t == 0.0:
         return i, i, 0.0
-    return i + 1, i + 1, 0.0
+    if t == 1.0:
+        return i + 1, i + 1, 0.0
+    return i, i + 1, t
+
+
+def selection_table(grid: Sequence[int], policy: str = 'nearest') -> List[Tuple[int, int, float]]:
+    """`select_scale` for every grid size from 0 to ``grid[0]``: the layers look a size up (larger sizes use the last
+    entry, the largest scale), so their ``forward`` stays TorchScript-compatible for any registered policy."""
+    return [select_scale(grid, g, policy) for g in range(grid[0] + 1)]
 
 
 def scale_ranges(
@@ -180,7 +222,7 @@ def scale_ranges(
 ) -> List[Tuple[int, int]]:
     """``(lo, hi)`` input sides whose statistics are scale ``i``'s (scales descending), from the network stride (the
     smallest side it serves) up to the largest scale: the range a scale's training batches may be jittered over.
-    Under the ``interpolate`` policy a side between two scales counts for the scale it leans to (the nearest rule).
+    Under a blending policy a side between two scales counts for the scale it is nearest to (the nearest rule).
     """
     scales = list(scales)
     if scales != sorted(scales, reverse=True):
@@ -190,7 +232,7 @@ def scale_ranges(
     lows: List[Optional[int]] = [None] * len(scales)
     highs: List[int] = [0] * len(scales)
     for r in range(network_stride, max(scales) + 1):
-        i = select_scale(grid, deep_grid_size(r, d), False)[0]
+        i = select_scale(grid, deep_grid_size(r, d))[0]
         if lows[i] is None:
             lows[i] = r
         highs[i] = r

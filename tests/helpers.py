@@ -1,7 +1,7 @@
-"""Shared helpers for the core tests: S-BN models whose scales really differ, their per-scale plain twins, and the
+"""Shared helpers for the tests: small S-BN models whose scales really differ, their per-scale plain twins, and the
 small ImageFolders a user brings."""
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import timm
@@ -27,6 +27,14 @@ def trained_looking_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module
 
 # every scale of every S-BN layer with its own statistics and affine values, so a wrong pick shows
 randomize_scales = distinct_scale_stats
+
+
+def sct_model(name: str = 'sct_resnet18', scales: Sequence[int] = (64, 32), seed: int = 0, num_classes: int = 10,
+              in_chans: int = 1) -> torch.nn.Module:
+    """A small seeded SCT model in eval mode, every scale of every S-BN layer its own values: a wrong pick shows."""
+    torch.manual_seed(seed)
+    model = timm.create_model(name, scales=scales, num_classes=num_classes, in_chans=in_chans)
+    return randomize_scales(model, seed).eval()
 
 
 def plain_state_dict_for_scale(model: torch.nn.Module, index: int) -> Dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ import argparse
 import copy
 import csv
 import json
+import os
 import runpy
 from pathlib import Path
 
@@ -15,8 +16,14 @@ import timm
 import torch
 
 from sct_timm import precision
+from sct_timm.bench import overhead, plots, train_speed
+from sct_timm.build import ModelSpec, parse_model_spec
+from sct_timm.cli import bench as bench_cli
+from sct_timm.cli import overhead as overhead_cli
+from sct_timm.cli import train_speed as train_speed_cli
+from sct_timm.experiments import ablation, bf16_pairing, runs
+from sct_timm.results import files as results
 from sct_timm.utils import CLIError
-from sct_timm.bench import models, overhead, overhead_cli, plots, results, sweep_cli, train_speed
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_TIMING = [
@@ -31,7 +38,7 @@ ENV_KEYS = {'torch', 'timm', 'sct_timm', 'device', 'threads', 'platform', 'cpu'}
 
 def _sweep(tmp_path: Path, *argv: str) -> Path:
     out = tmp_path / 'bench'
-    assert sweep_cli.main([*argv, '--num-samples', '64', '-b', '32', *FAST_TIMING, '--output', str(out)]) == 0
+    assert bench_cli.main([*argv, '--num-samples', '64', '-b', '32', *FAST_TIMING, '--output', str(out)]) == 0
     return out
 
 
@@ -74,14 +81,14 @@ def test_sweep_in_bf16_channels_last_says_so_and_cards_refuse_it(tmp_path):
     doc = _check_results(out, 1)
     assert doc['config']['amp_dtype'] == 'bfloat16' and doc['config']['channels_last'] is True
     assert 'amp bfloat16, channels_last True' in (out / 'results.md').read_text()
-    from sct_timm.hub.files import load_results
+    from sct_timm.results.files import load_results
     with pytest.raises(CLIError, match='measured under bfloat16 autocast; model cards report float32'):
         load_results(out / results.RESULTS_JSON)
 
 
 def test_sweep_refuses_emulated_bf16(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(precision, 'cpu_native_bf16', lambda: False)
-    code = sweep_cli.main(['--model', 'sct_resnet18', '--resolutions', '32', '--amp', '--amp-dtype', 'bfloat16',
+    code = bench_cli.main(['--model', 'sct_resnet18', '--resolutions', '32', '--amp', '--amp-dtype', 'bfloat16',
                            '--output', str(tmp_path / 'bench')])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith('sct-bench: error: bfloat16 autocast needs a CPU with native bf16')
@@ -97,7 +104,8 @@ def test_train_speed_reduced(tmp_path, capsys):
         modes = {'fp32': modes['fp32']}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train_speed, 'MODES', modes)
-        assert train_speed.main(['--configs', str(config), '--rounds', '2', '--batches', '2', '--bare-steps', '1',
+        patch.setattr(train_speed_cli, 'MODES', modes)  # the parser's default --modes
+        assert train_speed_cli.main(['--configs', str(config), '--rounds', '2', '--batches', '2', '--bare-steps', '1',
                                  '--output', str(out), '--', '--scales', '32', '-b', '8', '-j', '0']) == 0
     doc = json.loads((out / 'train_speed.json').read_text())
     rows = doc['configs'][str(config)]
@@ -112,7 +120,7 @@ def test_train_speed_reduced(tmp_path, capsys):
         assert rows['bf16']['train_loader'] == 'tensor' and rows['bf16_over_fp32'] > 0
     assert doc['matmul_gflops']['bfloat16'] > 0
     assert '| sct_resnet18_fmnist | float32 | timm | 32 |' in capsys.readouterr().out
-    assert train_speed.main(['--configs', str(tmp_path / 'missing.yaml'), '--output', str(out)]) == 2
+    assert train_speed_cli.main(['--configs', str(tmp_path / 'missing.yaml'), '--output', str(out)]) == 2
 
 
 def test_sweep_checkpoints(tmp_path):
@@ -143,7 +151,7 @@ def test_sweep_checkpoints(tmp_path):
 def test_sweep_bad_input(tmp_path, capsys, argv, message):
     (tmp_path / 'empty').mkdir()
     argv = [a.replace('{empty}', str(tmp_path / 'empty')) for a in argv]
-    assert sweep_cli.main([*argv, '--resolutions', '32', '--output', str(tmp_path / 'out')]) == 2
+    assert bench_cli.main([*argv, '--resolutions', '32', '--output', str(tmp_path / 'out')]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith('sct-bench: error:')]
     assert len(err) == 1 and message in err[0]
 
@@ -151,7 +159,7 @@ def test_sweep_bad_input(tmp_path, capsys, argv, message):
 def test_sweep_keeps_partial_results(tmp_path, capsys):
     """The plain model serves 16 px; the SCT model cannot, and its error must not lose the rows already measured."""
     out = tmp_path / 'bench'
-    assert sweep_cli.main([
+    assert bench_cli.main([
         '--model', 'resnet18', '--model', 'sct_resnet18', '--scales', '64,32', '--resolutions', '16,32',
         '--num-samples', '16', *FAST_TIMING, '--output', str(out),
     ]) == 2
@@ -163,10 +171,10 @@ def test_sweep_keeps_partial_results(tmp_path, capsys):
 
 
 def test_parse_model_spec():
-    assert models.parse_model_spec('sct_resnet18') == models.ModelSpec('sct_resnet18', None, 'sct_resnet18')
-    assert models.parse_model_spec('resnet18=a/b.pth').checkpoint == 'a/b.pth'
-    assert models.parse_model_spec('resnet18:a/b.pth').checkpoint == 'a/b.pth'
-    spec = models.parse_model_spec('local-dir:/tmp/sct_resnet18.scta_fmnist')
+    assert parse_model_spec('sct_resnet18') == ModelSpec('sct_resnet18', None, 'sct_resnet18')
+    assert parse_model_spec('resnet18=a/b.pth').checkpoint == 'a/b.pth'
+    assert parse_model_spec('resnet18:a/b.pth').checkpoint == 'a/b.pth'
+    spec = parse_model_spec('local-dir:/tmp/sct_resnet18.scta_fmnist')
     assert (spec.name, spec.checkpoint, spec.label) == (
         'local-dir:/tmp/sct_resnet18.scta_fmnist', None, 'sct_resnet18.scta_fmnist')
     assert plots.pareto_front([(1, 50), (2, 40), (3, 70), (4, 60)]) == [(1, 50), (3, 70)]
@@ -225,17 +233,14 @@ def test_sct_train_step_backward_modes_agree():
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize('script', ['resolution_sweep.py', 'overhead.py', 'train_speed.py'])
+@pytest.mark.parametrize('script', ['resolution_sweep.py', 'overhead.py', 'train_speed.py', 'zoo.py', 'ablation.py',
+                                    'conversion.py', 'bf16_pairing.py'])
 def test_wrapper_scripts(script, monkeypatch, capsys):
     monkeypatch.setattr('sys.argv', [script, '--help'])
     with pytest.raises(SystemExit) as exc:
         runpy.run_path(str(REPO / 'benchmarks' / script), run_name='__main__')
     assert exc.value.code == 0
     assert 'usage:' in capsys.readouterr().out
-
-
-def _ablation_module():
-    return runpy.run_path(str(REPO / 'benchmarks' / 'ablation.py'), run_name='ablation')
 
 
 def _fake_sweep(root: Path, name: str, top1: dict, status: str = 'complete') -> None:
@@ -247,7 +252,6 @@ def _fake_sweep(root: Path, name: str, top1: dict, status: str = 'complete') -> 
 
 def test_ablation_report_targets_and_partial_sweeps(tmp_path, capsys):
     """The table groups seeds, leaves out sweeps that did not finish, and states the issue's targets as margins."""
-    ablation = _ablation_module()
     res = tmp_path / 'res'
     for r in (32, 40, 48, 56, 64):
         _fake_sweep(res, f'plain_r{r}', {r: 80.0})
@@ -257,14 +261,15 @@ def test_ablation_report_targets_and_partial_sweeps(tmp_path, capsys):
     _fake_sweep(res, 'sct_jitter', {32: 1.0}, status='running')  # cut short: not a row of the table
     args = argparse.Namespace(results=str(res), output=str(tmp_path / 'runs'), train_samples=10, epochs=1,
                               device='cpu')
-    ablation['report'](args)
+    ablation.report(args)
     doc = json.loads((res / 'ablation.json').read_text())
     assert set(doc['rows']) == {'plain_r32', 'plain_r40', 'plain_r48', 'plain_r56', 'plain_r64', 'sct'}
     assert doc['rows']['sct']['seeds'] == [42, 43] and doc['rows']['sct']['top1']['40'] == [60.0, 62.0]
     margins = doc['targets']['sct']
     assert margins['between'] == pytest.approx(61.0 - 80.0 + 2.0)  # 40 px: mean of 60 and 62
     assert margins['at_scales'] == pytest.approx(80.0 - 80.0)  # 64 px: mean of 79 and 81
-    assert margins['neighbours'] == pytest.approx(61.0 - 80.0 + 5.0)  # 40 px against the lower scale (64: 80)
+    # the zoo's rule (`target_margins`): 40 px against its nearer training scale (32 px: 81)
+    assert margins['neighbours'] == pytest.approx(61.0 - 81.0 + 5.0)
     table = (res / 'ablation.md').read_text()
     assert '| sct | 81.00 ± 0.00 | 71.00 ± 1.41 | 61.00 ± 1.41 |' in table and 'sct_jitter' not in table
     assert (res / 'accuracy_vs_resolution.png').stat().st_size > 0
@@ -273,22 +278,45 @@ def test_ablation_report_targets_and_partial_sweeps(tmp_path, capsys):
 def test_bf16_pairing_report_judges_every_size_against_the_seed_spread(tmp_path, capsys):
     """The paired check's report: float32's seed spread per size, bf16's differences per seed and for the seed means,
     the target met only where every difference is within max(0.5, spread)."""
-    pairing = runpy.run_path(str(REPO / 'benchmarks' / 'bf16_pairing.py'), run_name='bf16_pairing')
-    sizes = pairing['TEST_SIZES']
+    sizes = bf16_pairing.TEST_SIZES
     base = {r: 70.0 for r in sizes}
-    tops = {name: base for name in pairing['ROWS']}  # every row the driver has, the seeds below made to differ
+    tops = {name: base for name in bf16_pairing.ROWS}  # every row the driver has, the seeds below made to differ
     tops.update({'fp32_s43': {**base, 40: 72.0}, 'bf16_s42': {**base, 40: 71.5}, 'bf16_s43': {**base, 64: 69.4}})
     for name, top1 in tops.items():
         _fake_sweep(tmp_path, name, top1)
     _fake_sweep(tmp_path / 'partial', 'fp32_s42', base, status='running')
     args = argparse.Namespace(results=str(tmp_path), output=str(tmp_path / 'runs'), train_samples=10, epochs=1)
-    doc = pairing['report'](args)
+    doc = bf16_pairing.report(args)
     assert doc['fp32_seed_spread'][40] == pytest.approx(2.0) and doc['fp32_seed_spread'][64] == 0.0
     assert doc['checks']['s42']['met']  # 1.5 below at 40 px, within that size's spread of 2.0
     assert not doc['checks']['s43']['met'] and doc['checks']['s43']['margin'][64] == pytest.approx(-0.1)
-    seeds = pairing['SEEDS']
+    seeds = bf16_pairing.SEEDS
     expected = sum(tops[f'bf16_s{k}'][40] - tops[f'fp32_s{k}'][40] for k in seeds) / len(seeds)
     assert doc['checks']['seed means']['difference'][40] == pytest.approx(expected)
     assert 'missed (smallest margin -0.10 at 64 px)' in (tmp_path / 'pairing.md').read_text()
     with pytest.raises(SystemExit, match='not swept yet'):
-        pairing['report'](argparse.Namespace(**{**vars(args), 'results': str(tmp_path / 'partial')}))
+        bf16_pairing.report(argparse.Namespace(**{**vars(args), 'results': str(tmp_path / 'partial')}))
+
+
+def test_run_rules_finished_sweeps_and_wall_times(tmp_path):
+    """`sct_timm.experiments.runs`, the one home of the pipelines' rules: a sweep counts only when complete and not
+    older than its checkpoint; wall times add up over resumed invocations, and the former layout still reads."""
+    run = tmp_path / 'runs' / 'row'
+    _fake_sweep(tmp_path, 'row', {32: 80.0}, status='running')
+    path = runs.sweep_file(tmp_path, 'row')
+    assert runs.finished_sweep(path) is None and runs.finished_sweep(tmp_path / 'missing.json') is None
+    path.write_text(json.dumps({'config': {'status': 'complete'}, 'results': [{'resolution': 32, 'top1': 80.0}]}))
+    run.mkdir(parents=True)
+    runs.checkpoint(run).write_bytes(b'')
+    os.utime(runs.checkpoint(run), (path.stat().st_mtime - 10,) * 2)
+    assert runs.top1_by_size(runs.finished_sweep(path, runs.checkpoint(run))) == {32: 80.0}
+    os.utime(runs.checkpoint(run), (path.stat().st_mtime + 10,) * 2)  # trained again after the sweep: stale
+    assert runs.finished_sweep(path, runs.checkpoint(run)) is None
+    assert runs.wall_seconds(run) is None
+    assert runs.record_wall_time(run, 10.0, resumed=False) == 10.0
+    assert runs.record_wall_time(run, 5.0, resumed=True) == 15.0
+    assert json.loads((run / runs.WALL_TIME).read_text()) == {'seconds': 15.0, 'invocations': 2}
+    assert runs.record_wall_time(run, 4.0, resumed=False) == 4.0  # started over
+    (run / runs.WALL_TIME).write_text(json.dumps({'seconds': 3.0, 'resumed': False}))  # the former layout
+    assert runs.wall_seconds(run) == 3.0 and runs.record_wall_time(run, 1.0, resumed=True) == 4.0
+    assert json.loads((run / runs.WALL_TIME).read_text())['invocations'] == 2

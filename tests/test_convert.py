@@ -29,9 +29,9 @@ def test_convert_torchvision_resnet_is_lossless():
 
 @pytest.mark.parametrize('base', ['resnet18', 'mobilenetv2_100', 'test_efficientnet'])
 def test_convert_any_timm_bn_model(base):
-    model = convert_to_sbn(timm.create_model(base), SCALES, policy='interpolate')
+    model = convert_to_sbn(timm.create_model(base), SCALES, scale_policy='interpolate')
     layers = sct_timm.sbn_layers(model)
-    assert layers and all(m.policy == 'interpolate' for m in layers)
+    assert layers and all(m.scale_policy == 'interpolate' for m in layers)
     assert model.eval()(torch.randn(1, 3, 96, 96)).shape[0] == 1
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from sct_timm import train
-from sct_timm.bench import sweep_cli
+from sct_timm.cli import train
+from sct_timm.cli import bench as sweep_cli
 from sct_timm.datasets import FMNIST_DIR
 from sct_timm.evaluate import evaluate
 
@@ -37,7 +37,8 @@ def test_evaluate_counts_top1_top5_and_loss():
 @pytest.mark.skipif(not Path(FMNIST_DIR).is_dir(), reason='needs apt-get install dataset-fashion-mnist')
 def test_training_validation_and_sct_bench_agree(tmp_path):
     """One checkpoint, one validation subset, the same preprocessing: ``summary.csv``'s per-resolution numbers (from
-    `train.validate_scales`) equal ``sct-bench``'s for that checkpoint at every training scale and extra size."""
+    `sct_timm.train.evaluate_at_scales`) equal ``sct-bench``'s for that checkpoint at every training scale and extra
+    size."""
     assert train.main([*TINY_TRAIN, '--output', str(tmp_path), '--experiment', 'run']) == 0
     run = tmp_path / 'run'
     with open(run / 'summary.csv', newline='') as f:

@@ -9,7 +9,7 @@ import torch
 
 import sct_timm
 from sct_timm import calibrate, fuse_scale, sbn_layers
-from sct_timm.calibrate_cli import main as calibrate_main
+from sct_timm.cli.calibrate import main as calibrate_main
 from sct_timm.datasets import FMNIST_DIR
 from sct_timm.scale_collection import draw_size, jitter_sizes
 from sct_timm.scales import (
@@ -17,14 +17,9 @@ from sct_timm.scales import (
 )
 from sct_timm.task import SCTClassificationTask
 
-from helpers import randomize_scales
+from helpers import sct_model
 
 MODELS = ['sct_resnet18', 'sct_mobilenetv2', 'sct_efficientnet_b0', 'sct_regnetx_002']
-
-
-def _model(name, scales, seed=0):
-    torch.manual_seed(seed)
-    return randomize_scales(timm.create_model(name, scales=scales, num_classes=10, in_chans=1)).eval()
 
 
 def _selections(model, resolution):
@@ -61,18 +56,18 @@ def test_decision_stride_and_ranges():
 @pytest.mark.parametrize('name', MODELS)
 def test_grid_separated_sets_keep_the_stride_rule(name):
     # sets spaced by the network stride decide in every layer from its own input, as before close sets existed
-    model = _model(name, SCT_A)
+    model = sct_model(name, SCT_A)
     layers = sbn_layers(model)
     assert all(m.decides and not m.records and m.grid == scale_grid(SCT_A, 32) for m in layers)
     for r in (32, 64, 100, 160, 200, 224, 250, 320, 400):
-        expected = select_scale(scale_grid(SCT_A, 32), deep_grid_size(r, 32), False)
+        expected = select_scale(scale_grid(SCT_A, 32), deep_grid_size(r, 32), 'nearest')
         assert {sel for _, sel in _selections(model, r)} == {expected}, r
 
 
 @pytest.mark.parametrize('name', MODELS)
 @pytest.mark.parametrize('scales', [(64, 48, 32), SCT_PAPER43])
 def test_close_sets_choose_one_scale_per_forward(name, scales):
-    model = _model(name, scales)
+    model = sct_model(name, scales)
     layers = sbn_layers(model)
     assert layers[0].decision_stride == 16
     assert any(not m.decides for m in layers), 'deep layers must follow the shallow ones'
@@ -85,7 +80,7 @@ def test_close_sets_choose_one_scale_per_forward(name, scales):
 
 @pytest.mark.parametrize('name', MODELS)
 def test_close_sets_match_their_fused_model(name):
-    model = _model(name, (64, 48, 32))
+    model = sct_model(name, (64, 48, 32))
     for r in (32, 40, 48, 56, 64):
         x = torch.randn(2, 1, r, r)
         with torch.no_grad():
@@ -93,7 +88,7 @@ def test_close_sets_match_their_fused_model(name):
 
 
 def test_close_sets_are_safe_across_threads():
-    model = _model('sct_resnet18', (64, 48, 32))
+    model = sct_model('sct_resnet18', (64, 48, 32))
     inputs = {r: torch.randn(2, 1, r, r) for r in (40, 56, 64, 32)}
     with torch.no_grad():
         expected = {r: fuse_scale(model, r)(x) for r, x in inputs.items()}
@@ -114,7 +109,7 @@ def test_close_sets_are_safe_across_threads():
 
 
 def test_a_deep_layer_alone_cannot_guess_a_close_scale():
-    model = _model('sct_resnet18', (64, 48, 32))
+    model = sct_model('sct_resnet18', (64, 48, 32))
     deep = next(m for m in sbn_layers(model) if not m.decides)
     sct_timm.layers._decision.value = None
     with pytest.raises(RuntimeError, match='cannot tell scales'):
@@ -189,7 +184,7 @@ def test_bad_lever_options_are_rejected():
 
 
 def test_calibration_gives_exact_averages_and_keeps_weights():
-    model = _model('sct_resnet18', (64, 32))
+    model = sct_model('sct_resnet18', (64, 32))
     weights = {k: v.clone() for k, v in model.state_dict().items() if 'running' not in k and 'num_batches' not in k}
     batches = [torch.randn(8, 1, 64, 64) * (i + 1) for i in range(3)]
     calibrate(model, batches, num_batches=3)
@@ -204,7 +199,7 @@ def test_calibration_gives_exact_averages_and_keeps_weights():
 
 
 def test_failed_calibration_leaves_the_model_as_it_was():
-    model = _model('sct_resnet18', (64, 32))
+    model = sct_model('sct_resnet18', (64, 32))
     before = model.bn1.running_mean.clone()
     with pytest.raises(ValueError, match='no batch'):
         calibrate(model, [torch.randn(1, 1, 64, 64)], num_batches=2)
@@ -213,7 +208,7 @@ def test_failed_calibration_leaves_the_model_as_it_was():
 
 @pytest.mark.skipif(not Path(FMNIST_DIR).is_dir(), reason='needs apt-get install dataset-fashion-mnist')
 def test_train_with_every_lever_then_calibrate(tmp_path, capsys):
-    from sct_timm import train
+    from sct_timm.cli import train
     argv = ['--dataset', 'fmnist', '--model', 'sct_resnet18', '--train-num-samples', '64', '--val-num-samples', '32',
             '-b', '16', '-j', '0', '--epochs', '1', '--warmup-epochs', '0', '--scales', '64,48,32',
             '--scale-jitter', '0.5', '--scale-jitter-dist', 'log_uniform', '--scale-distill', '0.5',
@@ -224,7 +219,7 @@ def test_train_with_every_lever_then_calibrate(tmp_path, capsys):
     cal = ['--model', 'sct_resnet18', '--checkpoint', str(checkpoint), '--dataset', 'fmnist', '--num-batches', '2',
            '-b', '16', '-j', '0', '--output', str(out)]
     assert calibrate_main(cal) == 0
-    model = sct_timm.checkpoint.create_model_from_checkpoint('sct_resnet18', out)
+    model = sct_timm.build.create_model_from_checkpoint('sct_resnet18', out)
     assert sct_timm.get_scales(model) == (64, 48, 32)
     assert model.bn1.num_batches_tracked.tolist() == [2, 2, 2]
     capsys.readouterr()
@@ -255,7 +250,7 @@ def test_calibrate_converts_a_plain_checkpoint(tmp_path, capsys):
     cal = ['--model', 'sct_resnet18', '--checkpoint', str(source), '--scales', '64', '48', '32', '--scale-jitter',
            '0.5', '--num-batches', '2', '-b', '8', '-j', '0', '--output', str(out)]
     assert calibrate_main(cal) == 0
-    model = sct_timm.checkpoint.create_model_from_checkpoint('sct_resnet18', out)  # scales from the saved args
+    model = sct_timm.build.create_model_from_checkpoint('sct_resnet18', out)  # scales from the saved args
     assert sct_timm.get_scales(model) == (64, 48, 32)
     assert torch.equal(model.conv1.weight, plain.conv1.weight)
     assert model.bn1.num_batches_tracked.tolist() == [2, 2, 2]
@@ -268,7 +263,7 @@ def test_calibrate_converts_a_plain_checkpoint(tmp_path, capsys):
 
 
 def test_sweep_scales_take_timm_list_forms():
-    from sct_timm.bench.sweep_cli import parse_args
+    from sct_timm.cli.bench import parse_args
     for form in (['64', '32'], ['64,32']):
         _, args = parse_args(['--model', 'sct_resnet18', '--scales', *form, '--resolutions', '32', '64'])
         assert sct_timm.resolve_scales(args.scales) == (64, 32)

@@ -8,15 +8,14 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 import sct_timm
 
-from helpers import randomize_scales
+from helpers import randomize_scales, sct_model
 
 SCALES = (128, 64, 32)
 
 
 @pytest.fixture(scope='module')
 def model():
-    torch.manual_seed(0)
-    return randomize_scales(timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, in_chans=3)).eval()
+    return sct_model(scales=SCALES, in_chans=3)
 
 
 @pytest.fixture(scope='module')

@@ -8,24 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import timm
 import torch
 from PIL import Image
 
 import sct_timm.export
 from sct_timm.bench import int8 as int8_bench
-from sct_timm.export_cli import MANIFEST, main
+from sct_timm.cli import int8 as int8_cli
+from sct_timm.cli.export import MANIFEST, main
 from sct_timm.quantize import calibration_batches, open_calibration_data
 
-from helpers import randomize_scales
+from helpers import sct_model
 
 SCALES = (64, 32)
-
-
-def _sct_model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = timm.create_model('sct_resnet18', scales=SCALES, num_classes=10, in_chans=1)
-    return randomize_scales(model, seed).eval()  # distinct scales: a file serving the wrong one cannot match
 
 
 def _smooth_images(n: int, seed: int) -> np.ndarray:
@@ -47,7 +41,7 @@ def image_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
-    model = _sct_model()
+    model = sct_model(scales=SCALES)  # distinct scales: a file serving the wrong one cannot match
     path = tmp_path_factory.mktemp('ckpt') / 'last.pth.tar'
     torch.save({'arch': 'sct_resnet18', 'epoch': 0, 'state_dict': model.state_dict(),
                 'args': argparse.Namespace(scales=list(SCALES), num_classes=10, in_chans=1)}, path)
@@ -151,7 +145,7 @@ def test_int8_agrees_with_float(exported, checkpoint, image_folder):
     x = torch.cat(calibration_batches(model, data, 32, '', 2, 16, seed=7))
     int8 = torch.jit.load(str(exported / 'sct_resnet18_r32.int8.torchscript.pt'))
     with torch.no_grad():
-        q, f, other = int8(x), model(x), _sct_model(seed=3)(x)
+        q, f, other = int8(x), model(x), sct_model(scales=SCALES, seed=3)(x)
 
     def centred_corr(a, b):  # per-image variation only: random-init logits share a large input-independent part
         a, b = a - a.mean(0), b - b.mean(0)
@@ -211,7 +205,7 @@ def test_corrupt_manifest_is_an_error_before_writing(capsys, tmp_path):
 
 def test_int8_benchmark_reduced(tmp_path, checkpoint, image_folder):
     out = tmp_path / 'int8'
-    assert int8_bench.main([
+    assert int8_cli.main([
         '--model', f'sct_resnet18={checkpoint[1]}', '--dataset', '', '--data-dir', str(image_folder),
         '--resolutions', '32', '--calib-batches', '1', '--calib-batch-size', '8', '-b', '16', '-j', '0',
         '--latency-runs', '2', '--warmup', '1', '--note', 'reduced test run', '--output', str(out)]) == 0
@@ -247,7 +241,7 @@ def test_int8_folds_timm_norm_act_layers():
     from sct_timm import fuse_scale
     from sct_timm.quantize import quantize_int8, split_norm_act
     torch.manual_seed(0)
-    model = randomize_scales(timm.create_model('sct_mobilenetv2', scales=SCALES, num_classes=10, in_chans=1)).eval()
+    model = sct_model('sct_mobilenetv2', SCALES)
     fused = fuse_scale(model, 32)
     x = _batch(32, n=4)
     with torch.no_grad():

@@ -69,7 +69,7 @@ def test_scale_is_chosen_per_input_size(converted, resolution, index):
 def test_scale_policy_and_default_scales():
     model = sct_timm.create_model(PLAIN, scale_policy='interpolate', num_classes=10)
     assert get_scales(model) == sct_timm.SCT_A
-    assert {m.policy for m in sbn_layers(model)} == {'interpolate'}
+    assert {m.scale_policy for m in sbn_layers(model)} == {'interpolate'}
     assert model._model_args == {'num_classes': 10, 'scales': list(sct_timm.SCT_A), 'scale_policy': 'interpolate'}
 
 

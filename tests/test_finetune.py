@@ -17,7 +17,9 @@ import torch
 from timm.models import get_pretrained_cfg
 
 import sct_timm
-from sct_timm import hub, train
+from sct_timm import hub
+from sct_timm.cli import train
+from sct_timm.train import setup as train_setup
 
 from helpers import image_folder, randomize_scales
 
@@ -153,14 +155,14 @@ def _image_folder(root: Path, mode: str, num_classes: int = 3) -> Path:
 def built(monkeypatch):
     """The state of every model sct-train builds, taken before its first training step."""
     states = []
-    create = train.create_train_model
+    create = train_setup.create_train_model
 
     def create_train_model(*args, **kwargs):
         model = create(*args, **kwargs)
         states.append({k: v.clone() for k, v in model.state_dict().items()})
         return model
 
-    monkeypatch.setattr(train, 'create_train_model', create_train_model)
+    monkeypatch.setattr(train_setup, 'create_train_model', create_train_model)
     return states
 
 

@@ -8,7 +8,8 @@ import timm
 import torch
 import yaml
 
-from sct_timm import precision, train
+from sct_timm import precision
+from sct_timm.cli import train
 from sct_timm.datasets import FMNIST_DIR
 from sct_timm.layers import is_sbn
 from sct_timm.task import SCTClassificationTask

@@ -8,13 +8,15 @@ from torch import nn
 
 import sct_timm
 from sct_timm import ScaleSpecificBatchNorm2d, select_scale
+from sct_timm.scales import SCALE_POLICIES, scale_policy
 from sct_timm.scales import deep_grid_size, resolve_scales, scale_grid, validate_scales
 
 from helpers import randomize_scales
 
 
 def _layer(scales=(128, 64, 32), layer_stride=4, policy='nearest', channels=3):
-    layer = ScaleSpecificBatchNorm2d(channels, scales, network_stride=32, layer_stride=layer_stride, policy=policy)
+    layer = ScaleSpecificBatchNorm2d(
+        channels, scales, network_stride=32, layer_stride=layer_stride, scale_policy=policy)
     return randomize_scales(layer)
 
 
@@ -57,13 +59,13 @@ def test_scales_no_stride_tells_apart_are_rejected():
 def test_select_scale_rule():
     grid = scale_grid((320, 224, 192, 128, 64), 32)
     assert grid == [10, 7, 6, 4, 2]
-    assert select_scale(grid, 7, False) == (1, 1, 0.0)  # exact
-    assert select_scale(grid, 12, False) == (0, 0, 0.0)  # above the range: largest scale
-    assert select_scale(grid, 1, True) == (4, 4, 0.0)  # below the range: smallest, even when interpolating
-    assert select_scale(grid, 3, False) == (3, 3, 0.0)  # tie between 4 and 2 goes to the larger scale
-    assert select_scale(grid, 5, False) == (2, 2, 0.0)  # 5 is nearer 6 than 4
-    assert select_scale(grid, 8, False) == (1, 1, 0.0)  # 8 is nearer 7 than 10
-    lo, hi, t = select_scale(grid, 8, True)
+    assert select_scale(grid, 7, 'nearest') == (1, 1, 0.0)  # exact
+    assert select_scale(grid, 12, 'nearest') == (0, 0, 0.0)  # above the range: largest scale
+    assert select_scale(grid, 1, 'interpolate') == (4, 4, 0.0)  # below the range: smallest, even when interpolating
+    assert select_scale(grid, 3, 'nearest') == (3, 3, 0.0)  # tie between 4 and 2 goes to the larger scale
+    assert select_scale(grid, 5, 'nearest') == (2, 2, 0.0)  # 5 is nearer 6 than 4
+    assert select_scale(grid, 8, 'nearest') == (1, 1, 0.0)  # 8 is nearer 7 than 10
+    lo, hi, t = select_scale(grid, 8, 'interpolate')
     assert (lo, hi) == (0, 1) and t == pytest.approx(2 / 3)
 
 
@@ -158,7 +160,7 @@ def test_all_layers_of_a_forward_pass_agree():
                 model(torch.zeros(1, 3, h, w, device='meta'))
             assert len(set(picks)) == 1, f'layers disagree at {h}x{w}: {set(picks)}'
             g = deep_grid_size(min(h, w), 32)
-            assert picks[0] == select_scale([7, 4, 2], g, policy == 'interpolate')
+            assert picks[0] == select_scale([7, 4, 2], g, policy)
         for hook in hooks:
             hook.remove()
 
@@ -199,8 +201,29 @@ def test_layer_bad_input(shape, match):
         _layer()(torch.randn(*shape))
 
 
+def test_a_new_scale_policy_is_one_function():
+    """A registered policy serves every layer built with its name, scripted too; the others are untouched."""
+    @scale_policy('upper')
+    def upper(upper_g: int, lower_g: int, g: int) -> float:
+        return 0.0  # always the larger neighbouring scale
+    try:
+        layer = _layer(scales=(128, 64, 32), layer_stride=32, policy='upper').eval()
+        assert layer.select_resolution(80) == (0, 0, 0.0)  # g = 3, between 4 and 2: the larger scale
+        assert _layer(scales=(128, 64, 32), layer_stride=32).eval().select_resolution(80) == (0, 0, 0.0)  # tie
+        assert layer.select_resolution(40) == (1, 1, 0.0)  # g = 2 exactly: scale 64 under every policy
+        scripted = torch.jit.script(layer)
+        x = torch.randn(2, 3, 3, 3)
+        torch.testing.assert_close(scripted(x), layer(x))
+        with pytest.raises(ValueError, match=r'\[0, 1\]'):
+            scale_policy('broken')(lambda u, l, g: 2.0)
+            _layer(policy='broken')
+    finally:
+        SCALE_POLICIES.pop('upper', None)
+        SCALE_POLICIES.pop('broken', None)
+
+
 def test_layer_bad_construction():
     with pytest.raises(ValueError, match='unknown scale policy'):
-        ScaleSpecificBatchNorm2d(3, (64, 32), policy='closest')
+        ScaleSpecificBatchNorm2d(3, (64, 32), scale_policy='closest')
     with pytest.raises(ValueError, match='does not divide'):
         ScaleSpecificBatchNorm2d(3, (64, 32), network_stride=32, layer_stride=3)

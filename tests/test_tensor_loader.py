@@ -11,10 +11,10 @@ from PIL import Image
 from timm.data import Mixup
 from timm.data.transforms import RandomResizedCropAndInterpolation
 
-from sct_timm import train
+from sct_timm.cli.train import main as train_main
 from sct_timm.datasets import FMNIST_DIR
 from sct_timm.tensor_loader import TensorTrainLoader, random_resized_crop_boxes, supports_tensor_loader
-from sct_timm.train_args import parse_args
+from sct_timm.train import parse_args, prepare
 
 from helpers import image_folder
 
@@ -104,7 +104,7 @@ needs_fmnist = pytest.mark.skipif(not Path(FMNIST_DIR).is_dir(), reason='needs a
 
 def _resolved(argv, tmp_path):
     _, args = parse_args([*argv, '--output', str(tmp_path)])
-    setup = train.prepare(args)
+    setup = prepare(args)
     return args, setup
 
 
@@ -123,7 +123,7 @@ def test_auto_takes_the_tensor_loader_for_fmnist_and_timms_for_what_it_cannot_do
 def test_tensor_loader_on_an_image_folder_is_a_one_line_error(tmp_path, capsys):
     root = image_folder(tmp_path / 'data', 'RGB')
     assert not supports_tensor_loader(object())
-    code = train.main(['--data-dir', str(root), '--model', 'sct_resnet18', '--in-chans', '3', '--num-classes', '2',
+    code = train_main(['--data-dir', str(root), '--model', 'sct_resnet18', '--in-chans', '3', '--num-classes', '2',
                        '--scales', '64', '32', '-b', '2', '-j', '0', '--epochs', '1', '--train-loader', 'tensor',
                        '--output', str(tmp_path / 'out')])
     err = capsys.readouterr().err.strip().splitlines()

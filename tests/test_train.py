@@ -14,9 +14,11 @@ import timm
 import torch
 import yaml
 
-from sct_timm import train
+import sct_timm
+from sct_timm.build import create_model_from_checkpoint
+from sct_timm.cli import train
 from sct_timm.datasets import FMNIST_DIR
-from sct_timm.train_args import parse_args
+from sct_timm.train import parse_args
 
 pytestmark = pytest.mark.skipif(not Path(FMNIST_DIR).is_dir(), reason='needs apt-get install dataset-fashion-mnist')
 
@@ -91,6 +93,16 @@ def test_norm_bn_trains_the_plain_timm_model(tmp_path):
     plain = timm.create_model('resnet18', num_classes=10, in_chans=1)
     plain.load_state_dict(checkpoint['state_dict'])  # plain BatchNorm keys: (C,) statistics
     assert _summary(tmp_path / 'bn' / 'summary.csv')[0]['eval_top1_64']
+
+
+def test_scale_policy_is_trained_recorded_and_rebuilt(tmp_path):
+    """--scale-policy sets how the model serves sizes between its scales; the checkpoint rebuilds with it."""
+    assert _run([*TINY, '--epochs', '1', '--scales', '96', '32', '--scale-policy', 'interpolate',
+                 '--train-num-samples', '64', '--output', tmp_path, '--experiment', 'policy']) == 0
+    assert yaml.safe_load((tmp_path / 'policy' / 'args.yaml').read_text())['scale_policy'] == 'interpolate'
+    model = create_model_from_checkpoint('sct_resnet18', tmp_path / 'policy' / 'last.pth.tar').eval()
+    assert {layer.scale_policy for layer in sct_timm.sbn_layers(model)} == {'interpolate'}
+    assert sct_timm.sbn_layers(model)[0].select_resolution(64) == (0, 1, 0.5)  # blended halfway, not the nearest
 
 
 def _corrupt(path: Path) -> Path:

@@ -1,7 +1,7 @@
 """sct-train's command line: list flags in timm's space-separated form and as commas, no silently dropped values."""
 import pytest
 
-from sct_timm.train_args import parse_args
+from sct_timm.train import parse_args
 
 
 @pytest.mark.parametrize('argv', [

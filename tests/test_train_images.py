@@ -15,12 +15,12 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
 
 import sct_timm
-from sct_timm import train
-from sct_timm.bench import sweep_cli
-from sct_timm.calibrate_cli import main as calibrate_main
+from sct_timm.cli import train
+from sct_timm.cli import bench as sweep_cli
+from sct_timm.cli.calibrate import main as calibrate_main
 from sct_timm.datasets import image_mode_for
-from sct_timm.export_cli import main as export_main
-from sct_timm.hub.cli import main as hub_main
+from sct_timm.cli.export import main as export_main
+from sct_timm.cli.hub import main as hub_main
 
 from helpers import image_folder
 

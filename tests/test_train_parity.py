@@ -5,7 +5,7 @@ timm's train.py ships in neither the timm wheel nor its sdist, and CI cannot rea
 action kind and const (no help text), written by ``python tests/snapshot_timm_flags.py PATH/TO/train.py``. With
 ``$TIMM_TRAIN_PY`` set, the test reads that train.py instead (importing it builds its parsers and does not train).
 
-Every difference is either fixed in ``sct_timm/train_args.py`` or listed below with its reason.
+Every difference is either fixed in ``sct_timm/train/args.py`` or listed below with its reason.
 """
 import argparse
 import importlib.util
@@ -16,7 +16,7 @@ from typing import Any, Dict
 
 import pytest
 
-from sct_timm.train_args import _config_parser, build_parser
+from sct_timm.train.args import _config_parser, build_parser
 
 # shared flags whose value form deliberately differs: {flag: {field: reason}}
 DIFFERENT: Dict[str, Dict[str, str]] = {

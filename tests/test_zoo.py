@@ -1,9 +1,9 @@
-"""benchmarks/zoo.py, the model-zoo driver: its plan, the commands it runs, resuming, the report, and its configs.
+"""The model-zoo pipeline (``sct_timm.experiments.zoo``, behind benchmarks/zoo.py): its plan, the commands it runs,
+resuming, the report, and its configs.
 
 The default tests run no training: they check the driver's commands with the parsers of ``sct-train``, ``sct-bench``
 and ``sct-hub`` themselves. The slow test runs a tiny zoo end to end (4 trainings, 4 sweeps, 1 staging) twice.
 """
-import importlib.util
 import json
 import shlex
 import sys
@@ -14,35 +14,32 @@ import safetensors
 import torch
 import yaml
 
-from sct_timm import hub, train_args
-from sct_timm.bench import sweep_cli
-from sct_timm.hub import cli as hub_cli
+from sct_timm import hub
+from sct_timm.cli import bench as bench_cli
+from sct_timm.cli import hub as hub_cli
+from sct_timm.experiments import zoo
+from sct_timm.experiments.zoo.plan import ARCHS
+from sct_timm.train import args as train_args
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'sct_timm' / 'configs'
 RECIPE = {'scales': [64, 48, 32], 'scale_jitter': 0.5, 'scale_jitter_dist': 'uniform', 'scale_distill': 0.0}
 # what a plain baseline config may set differently from its SCT config: the model and everything S-BN
 SCT_ONLY = {'model', 'norm', 'scales', 'scale_jitter', 'scale_jitter_dist', 'scale_distill'}
+BENCH, HUB = 'sct_timm.cli.bench', 'sct_timm.cli.hub'
 
 
-@pytest.fixture(scope='module')
-def zoo():
-    spec = importlib.util.spec_from_file_location('zoo', ROOT / 'benchmarks' / 'zoo.py')
-    module = importlib.util.module_from_spec(spec)
-    sys.modules['zoo'] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop('zoo', None)
+def zoo_main(argv: list) -> int:
+    """The zoo as ``python benchmarks/zoo.py`` runs it: from this clone."""
+    return zoo.main(argv, root=ROOT)
 
 
 def _paths(tmp_path: Path) -> list:
     return ['--output', str(tmp_path / 'runs'), '--results', str(tmp_path / 'res'), '--hub-dir', str(tmp_path / 'hub')]
 
 
-def _commands(zoo, argv, capsys) -> list:
-    assert zoo.main(['--dry-run', *argv]) == 0
+def _commands(argv, capsys) -> list:
+    assert zoo_main(['--dry-run', *argv]) == 0
     out = capsys.readouterr().out
     return [shlex.split(line[2:]) for line in out.splitlines() if line.startswith('$ ')], out
 
@@ -52,7 +49,7 @@ def _module_argv(cmd: list, module: str) -> list:
     return cmd[3:]
 
 
-def _fake_run(zoo, root: Path, name: str, samples: int, epochs: int, done: int) -> Path:
+def _fake_run(root: Path, name: str, samples: int, epochs: int, done: int) -> Path:
     """A training run folder as sct-train leaves it after ``done`` epochs."""
     run = root / 'runs' / name
     run.mkdir(parents=True)
@@ -71,10 +68,10 @@ def _fake_sweep(root: Path, name: str, top1: dict, status: str = 'complete') -> 
 
 # --- the plan -------------------------------------------------------------------------------------------------------
 
-def test_dry_run_lists_the_twelve_runs(zoo, tmp_path, capsys):
-    commands, out = _commands(zoo, _paths(tmp_path), capsys)
+def test_dry_run_lists_the_twelve_runs(tmp_path, capsys):
+    commands, out = _commands(_paths(tmp_path), capsys)
     trains = [_module_argv(c, 'sct_timm.train') for c in commands if c[2] == 'sct_timm.train']
-    sweeps = [_module_argv(c, 'sct_timm.bench.sweep_cli') for c in commands if c[2] == 'sct_timm.bench.sweep_cli']
+    sweeps = [_module_argv(c, BENCH) for c in commands if c[2] == BENCH]
     assert len(trains) == len(sweeps) == len(commands) // 2 == 12
     expected = {
         'resnet18': ('sct_resnet18', 'resnet18'), 'resnet50': ('sct_resnet50', 'resnet50'),
@@ -85,7 +82,7 @@ def test_dry_run_lists_the_twelve_runs(zoo, tmp_path, capsys):
         _, args = train_args.parse_args(argv)  # sct-train's own parser accepts the command as the driver wrote it
         arch, _, kind = args.experiment.partition('_')
         sct_model, plain_model = expected[arch]
-        budget = zoo.ARCHS[arch]
+        budget = ARCHS[arch]
         assert (args.train_num_samples, args.epochs) == (budget.train_samples, budget.epochs)
         assert args.seed == 42 and args.checkpoint_hist == 1 and args.device == 'cpu' and not args.resume
         assert args.output == str(tmp_path / 'runs') and args.dataset == 'fmnist'
@@ -98,7 +95,7 @@ def test_dry_run_lists_the_twelve_runs(zoo, tmp_path, capsys):
         seen.add((arch, kind))
     assert seen == {(a, k) for a in expected for k in ('sct', 'plain_r64', 'plain_r48', 'plain_r32')}
     for argv in sweeps:
-        _, args = sweep_cli.parse_args(argv)
+        _, args = bench_cli.parse_args(argv)
         arch = args.label[0].partition('_')[0]
         assert args.resolutions == [32, 40, 48, 56, 64, 72, 80, 96]
         assert args.num_samples == {'resnet50': 2500}.get(arch, 10000)  # all 10k test images but for resnet50
@@ -108,69 +105,69 @@ def test_dry_run_lists_the_twelve_runs(zoo, tmp_path, capsys):
     assert 95 <= total <= 125, out
 
 
-def test_budget_overrides_and_stage_commands(zoo, tmp_path, capsys):
+def test_budget_overrides_and_stage_commands(tmp_path, capsys):
     argv = [*_paths(tmp_path), '--archs', 'mobilenetv2', '--train-samples', '128', '--epochs', '3',
             '--test-sizes', '32,64', '--test-samples', '50']
-    commands, _ = _commands(zoo, argv, capsys)
+    commands, _ = _commands(argv, capsys)
     assert len(commands) == 8
     for cmd in commands:
         if cmd[2] == 'sct_timm.train':
             _, args = train_args.parse_args(_module_argv(cmd, 'sct_timm.train'))
             assert (args.train_num_samples, args.epochs) == (128, 3)
         else:
-            _, args = sweep_cli.parse_args(_module_argv(cmd, 'sct_timm.bench.sweep_cli'))
+            _, args = bench_cli.parse_args(_module_argv(cmd, BENCH))
             assert args.resolutions == [32, 64] and args.num_samples == 50
-    stage, _ = _commands(zoo, [*argv, '--stage'], capsys)
-    assert [c[2] for c in stage] == ['sct_timm.hub', 'sct_timm.bench.sweep_cli', 'sct_timm.hub']
+    stage, _ = _commands([*argv, '--stage'], capsys)
+    assert [c[2] for c in stage] == [HUB, BENCH, HUB]
     run_dir = tmp_path / 'runs' / 'mobilenetv2_sct'
-    probe, final = (hub_cli.build_parser().parse_args(_module_argv(c, 'sct_timm.hub')) for c in (stage[0], stage[2]))
+    probe, final = (hub_cli.build_parser().parse_args(_module_argv(c, HUB)) for c in (stage[0], stage[2]))
     for args in probe, final:
         assert args.command == 'stage' and args.dtype == 'float16' and args.tag == 'sct3j_fmnist'
         assert args.checkpoint == str(run_dir / 'last.pth.tar')
     assert probe.output == str(run_dir / 'stored') and probe.results is None
     # the stored weights are swept as a user loads them: local-dir, their own data config, with latency
-    _, sweep = sweep_cli.parse_args(_module_argv(stage[1], 'sct_timm.bench.sweep_cli'))
+    _, sweep = bench_cli.parse_args(_module_argv(stage[1], BENCH))
     assert sweep.model == [f'local-dir:{run_dir / "stored"}'] and sweep.crop_pct is None and sweep.latency_runs > 0
     assert sweep.resolutions == [32, 64] and sweep.num_samples == 50
     assert final.results == str(Path(sweep.output) / 'results.json') and final.hub_dir == str(tmp_path / 'hub')
     assert final.comparison == str(run_dir / 'comparison.json') and final.plot.endswith('.png')
 
 
-def test_resume_skips_what_is_done(zoo, tmp_path, capsys):
-    samples, epochs = zoo.ARCHS['resnet18'].train_samples, zoo.ARCHS['resnet18'].epochs
-    partial = _fake_run(zoo, tmp_path, 'resnet18_sct', samples, epochs, done=epochs - 1)
-    _fake_run(zoo, tmp_path, 'resnet18_plain_r64', samples, epochs, done=epochs)  # trained, not swept
-    _fake_run(zoo, tmp_path, 'resnet18_plain_r48', samples, epochs, done=epochs)
+def test_resume_skips_what_is_done(tmp_path, capsys):
+    samples, epochs = ARCHS['resnet18'].train_samples, ARCHS['resnet18'].epochs
+    partial = _fake_run(tmp_path, 'resnet18_sct', samples, epochs, done=epochs - 1)
+    _fake_run(tmp_path, 'resnet18_plain_r64', samples, epochs, done=epochs)  # trained, not swept
+    _fake_run(tmp_path, 'resnet18_plain_r48', samples, epochs, done=epochs)
     _fake_sweep(tmp_path, 'resnet18_plain_r48', {32: 80.0})  # trained and swept: done
     _fake_sweep(tmp_path, 'resnet18_plain_r32', {32: 80.0}, status='running')  # cut short: all again
-    commands, _ = _commands(zoo, [*_paths(tmp_path), '--archs', 'resnet18'], capsys)
+    commands, _ = _commands([*_paths(tmp_path), '--archs', 'resnet18'], capsys)
     listed = [(c[2], c[c.index('--experiment') + 1] if '--experiment' in c else c[c.index('--label') + 1])
               for c in commands]
-    assert listed == [('sct_timm.train', 'resnet18_sct'), ('sct_timm.bench.sweep_cli', 'resnet18_sct'),
-                      ('sct_timm.bench.sweep_cli', 'resnet18_plain_r64'),
-                      ('sct_timm.train', 'resnet18_plain_r32'), ('sct_timm.bench.sweep_cli', 'resnet18_plain_r32')]
+    assert listed == [('sct_timm.train', 'resnet18_sct'), (BENCH, 'resnet18_sct'),
+                      (BENCH, 'resnet18_plain_r64'),
+                      ('sct_timm.train', 'resnet18_plain_r32'), (BENCH, 'resnet18_plain_r32')]
     assert commands[0][-2:] == ['--resume', str(partial / 'last.pth.tar')]
     # a run started under another budget is never resumed with this one
     with pytest.raises(SystemExit, match='resnet18_sct was trained with .* not 64 x'):
-        zoo.main(['--dry-run', *_paths(tmp_path), '--archs', 'resnet18', '--train-samples', '64'])
+        zoo_main(['--dry-run', *_paths(tmp_path), '--archs', 'resnet18', '--train-samples', '64'])
 
 
-def test_stage_needs_a_trained_and_swept_model(zoo, tmp_path):
+def test_stage_needs_a_trained_and_swept_model(tmp_path):
     with pytest.raises(SystemExit, match='cannot stage resnet50_sct: resnet50_sct, resnet50_plain_r64, '
                                          'resnet50_plain_r48, resnet50_plain_r32 not trained and swept'):
-        zoo.main(['--stage', *_paths(tmp_path), '--archs', 'resnet50'])
+        zoo_main(['--stage', *_paths(tmp_path), '--archs', 'resnet50'])
 
 
 # --- the report -----------------------------------------------------------------------------------------------------
 
-def test_report_compares_sct_with_the_best_dedicated_model(zoo, tmp_path, capsys):
+def test_report_compares_sct_with_the_best_dedicated_model(tmp_path, capsys):
     sizes = (32, 40, 48, 56, 64, 96)
     _fake_sweep(tmp_path, 'resnet18_sct', {32: 85.0, 40: 83.0, 48: 86.0, 56: 84.0, 64: 88.0, 96: 70.0})
     _fake_sweep(tmp_path, 'resnet18_plain_r64', {s: 60.0 for s in sizes} | {64: 89.0, 56: 86.0, 96: 75.0})
     _fake_sweep(tmp_path, 'resnet18_plain_r48', {s: 60.0 for s in sizes} | {48: 85.0, 40: 84.0})
     _fake_sweep(tmp_path, 'resnet18_plain_r32', {s: 60.0 for s in sizes} | {32: 84.0})
     _fake_sweep(tmp_path, 'resnet50_sct', {32: 1.0}, status='running')  # not a row of the table
-    assert zoo.main(['--report-only', *_paths(tmp_path)]) == 0
+    assert zoo_main(['--report-only', *_paths(tmp_path)]) == 0
     res = tmp_path / 'res'
     doc = json.loads((res / 'zoo.json').read_text())
     assert set(doc['archs']) == {'resnet18'} and doc['test_images'] == 10000
@@ -194,9 +191,9 @@ def test_report_compares_sct_with_the_best_dedicated_model(zoo, tmp_path, capsys
     assert not (res / 'accuracy_vs_resolution_resnet50.png').exists()
 
 
-def test_report_without_sweeps_is_an_error(zoo, tmp_path):
+def test_report_without_sweeps_is_an_error(tmp_path):
     with pytest.raises(SystemExit, match='no finished sweeps'):
-        zoo.main(['--report-only', *_paths(tmp_path)])
+        zoo_main(['--report-only', *_paths(tmp_path)])
 
 
 # --- the configs ----------------------------------------------------------------------------------------------------
@@ -235,11 +232,11 @@ def test_plain_configs_match_their_sct_recipe(sct, plain):
 # --- end to end -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_tiny_zoo_trains_sweeps_reports_stages_resumes_and_checks(zoo, tmp_path, capsys, monkeypatch):
+def test_tiny_zoo_trains_sweeps_reports_stages_resumes_and_checks(tmp_path, capsys, monkeypatch):
     argv = [*_paths(tmp_path), '--archs', 'resnet18', '--train-samples', '128', '--epochs', '1', '--val-samples',
             '32', '--test-samples', '64', '--test-sizes', '32,64']
-    assert zoo.main(argv) == 0
-    assert zoo.main([*argv, '--stage']) == 0
+    assert zoo_main(argv) == 0
+    assert zoo_main([*argv, '--stage']) == 0
     out = capsys.readouterr().out
     assert out.count('$ ') == 11  # 4 trainings, 4 sweeps; staging: a bare stage, its sweep, the final stage
     runs, res = tmp_path / 'runs', tmp_path / 'res'
@@ -264,7 +261,7 @@ def test_tiny_zoo_trains_sweeps_reports_stages_resumes_and_checks(zoo, tmp_path,
     assert '## Beside dedicated models' in card and 'stored weights within 0.1 points' in card
     # nothing left to do: a second invocation of both stages runs no command and rewrites no result
     before = {p: p.stat().st_mtime_ns for p in [*runs.rglob('*'), *(res / 'sweeps').rglob('*'), *staged.rglob('*')]}
-    assert zoo.main(argv) == 0 and zoo.main([*argv, '--stage']) == 0
+    assert zoo_main(argv) == 0 and zoo_main([*argv, '--stage']) == 0
     assert '$ ' not in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in before} == before
     # the main job: the tag (registered in sct_timm's model module) through pretrained=True from a mirrored cache
@@ -272,7 +269,7 @@ def test_tiny_zoo_trains_sweeps_reports_stages_resumes_and_checks(zoo, tmp_path,
     hub.mirror(staged, cache_dir=cache)
     monkeypatch.setenv('HF_HUB_CACHE', str(cache))
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
-    assert zoo.main([*argv, '--check', '--check-output', str(tmp_path / 'check')]) == 0
+    assert zoo_main([*argv, '--check', '--check-output', str(tmp_path / 'check')]) == 0
     check = json.loads((tmp_path / 'check' / 'check.json').read_text())['resnet18']
     assert check['tag'] == 'sct_resnet18.sct3j_fmnist' and check['comparable_with_card']
     assert {s: v['difference'] for s, v in check['sizes'].items()} == {'32': 0.0, '64': 0.0}

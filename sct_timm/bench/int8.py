@@ -10,30 +10,30 @@ latency with `sct_timm.bench.timing.measure_latency`. Results are rewritten afte
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Sequence
 
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ..build import check_model_spec, create_model_from_spec, parse_model_spec
 from ..checkpoint import read_run_args
+from ..convert import model_in_chans, served_scale
 from ..datasets import create_dataset, resolve_image_mode
 from ..evaluate import create_eval_loader, evaluate
 from ..export import (
-    example_input, export_resolution, file_stem, min_resolution, quiet_torchscript, served_scale,
+    example_input, export_resolution, file_stem, min_resolution, quiet_torchscript,
 )
 from ..quantize import QUANT_ENGINE, calibration_batches, calibration_data_config, open_calibration_data
-from ..utils import USER_ERRORS, CLIError, ListAction, atomic_write_text, cli_main, one_line, setup_logging
+from ..results.files import RESULTS_JSON, RESULTS_MD, record_status
+from ..results.markdown import column_table, environment_line, run_notes, wall_time
+from ..utils import USER_ERRORS, CLIError, atomic_write_text, one_line
 from .environment import collect_environment
-from .models import check_model_spec, create_bench_model, model_in_chans, parse_model_spec
-from .results import RESULTS_JSON, RESULTS_MD, environment_line, markdown_table, record_status, run_notes, wall_time
 from .timing import measure_latency
 
-__all__ = ['PROG', 'PLOT', 'build_parser', 'run', 'main', 'int8_markdown', 'plot_int8']
+__all__ = ['PLOT', 'run', 'int8_markdown', 'plot_int8']
 
-PROG = 'int8-bench'
 PLOT = 'int8_vs_float.png'
 _logger = logging.getLogger(__name__)
 
@@ -49,36 +49,6 @@ _COLUMNS = (
     ('float_mb', 'float file (MB)', 2),
     ('int8_mb', 'int8 file (MB)', 2),
 )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split('\n')[0])
-    parser.add_argument('--model', required=True, metavar='NAME=CHECKPOINT',
-                        help='the trained model, as sct-bench and sct-export take it')
-    parser.add_argument('--use-ema', action='store_true', help="the checkpoint's EMA weights (default: off)")
-    parser.add_argument('--resolutions', action=ListAction, type=int, default=[32, 48, 64], metavar='R',
-                        help='export sizes in px (default: 32 48 64)')
-    parser.add_argument('--dataset', default='fmnist', help='timm dataset spec or fmnist (default: fmnist)')
-    parser.add_argument('--data-dir', default=None, help="dataset root (default: Fashion-MNIST's Debian folder)")
-    parser.add_argument('--split', default='validation', help='evaluation split (default: validation)')
-    parser.add_argument('--calib-split', default='train', help='calibration split (default: train)')
-    parser.add_argument('--num-samples', type=int, default=None, help='evaluate a subset (default: all)')
-    parser.add_argument('--calib-batches', type=int, default=10, help='calibration batches (default: 10)')
-    parser.add_argument('--calib-batch-size', type=int, default=32, help='calibration batch size (default: 32)')
-    parser.add_argument('--crop-pct', type=float, default=None, help="override crop_pct (default: the model's)")
-    parser.add_argument('--interpolation', default=None, help="override interpolation (default: the model's)")
-    parser.add_argument('-b', '--batch-size', type=int, default=256, help='evaluation batch size (default: 256)')
-    parser.add_argument('-j', '--workers', type=int, default=2, help='data loading workers (default: 2)')
-    parser.add_argument('--threads', type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument('--latency-runs', type=int, default=50, help='timed batch-1 runs (default: 50)')
-    parser.add_argument('--warmup', type=int, default=10, help='untimed warm-up runs (default: 10)')
-    parser.add_argument('--seed', type=int, default=42, help='seed of the calibration sample (default: 42)')
-    parser.add_argument('--note', default='', help='a sentence for results.md, e.g. what else ran on the machine')
-    parser.add_argument('--model-dir', default=None,
-                        help='folder for the exported files (default: <output>/models)')
-    parser.add_argument('--output', default='output/int8-bench', help='results folder (default: output/int8-bench)')
-    parser.add_argument('--no-plots', action='store_true', help='skip the PNG plot (default: plot)')
-    return parser
 
 
 def _mb(path: Path) -> float:
@@ -137,7 +107,7 @@ def int8_markdown(doc: Dict[str, Any]) -> str:
     ]
     if cfg.get('note'):
         lines += [cfg['note'], '']
-    lines += [environment_line(doc['environment']), '', markdown_table(rows, _COLUMNS), '']
+    lines += [environment_line(doc['environment']), '', column_table(rows, _COLUMNS), '']
     if rows:
         lines.append('int8 minus float, top-1 (points): ' + ', '.join(
             f"{r['resolution']} px {r['int8_top1'] - r['float_top1']:+.2f}" for r in rows) + '.')
@@ -189,7 +159,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     spec = parse_model_spec(args.model)
     check_model_spec(spec)
     try:
-        model, weights = create_bench_model(spec, args.dataset, use_ema=args.use_ema)
+        model, weights = create_model_from_spec(spec, args.dataset, use_ema=args.use_ema)
         in_chans = model_in_chans(model)
         img_mode = resolve_image_mode(in_chans, read_run_args(spec.checkpoint).get('input_img_mode'), args.dataset,
                                       spec.label)
@@ -233,13 +203,3 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             except Exception as e:  # a failed plot must not hide the measured results
                 _logger.warning(f'plotting failed: {one_line(e)}')
     return doc
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    return cli_main(PROG, lambda: run(args))
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -28,12 +28,11 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from ..convert import fuse_scale, get_network_stride
+from ..convert import fuse_scale, get_network_stride, served_scale
 from ..layers import is_sbn
 from ..scale_collection import resize_to_scales
 from ..task import SCALE_BACKWARD_MODES, SCTClassificationTask
 from ..utils import CLIError
-from .models import served_scale
 from .timing import interleaved_times, median, round_ms
 
 __all__ = [

@@ -22,14 +22,14 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import torch
 from tqdm.auto import tqdm
 
-from ..convert import get_network_stride, get_scales, sbn_layers
+from ..build import ModelSpec, bench_data_config, create_model_from_spec
+from ..convert import get_network_stride, get_scales, model_in_chans, sbn_layers
 from ..checkpoint import read_run_args
 from ..datasets import resolve_image_mode
 from ..evaluate import create_eval_loader, evaluate
+from ..results.files import ResultsWriter
 from ..scales import resolve_scales
 from ..utils import USER_ERRORS, CLIError, one_line
-from .models import ModelSpec, bench_data_config, create_bench_model, model_in_chans
-from .results import ResultsWriter
 from .timing import autocast_context, count_gmacs, measure_latency, measure_throughput
 
 __all__ = ['GMACS_UNIT', 'resolve_scales_arg', 'measure_resolution', 'run_sweep']
@@ -100,7 +100,7 @@ def _build(
     weights source and the data set read in its image mode (its checkpoint's run's, else the one for its channels)."""
     scales = list(resolve_scales_arg(args.scales)) if args.scales else None
     try:
-        model, weights = create_bench_model(
+        model, weights = create_model_from_spec(
             spec, args.dataset, args.model_kwargs, scales, pretrained=args.pretrained, use_ema=args.use_ema)
     except (CLIError, *USER_ERRORS) as e:
         hint = ' (give its training scales with --scales)' if 'scales' in str(e) and not args.scales else ''
@@ -133,7 +133,7 @@ def run_sweep(
 ) -> None:
     """Measure every (model, resolution) pair, handing each row to ``writer`` as soon as it exists.
 
-    ``args`` carries ``sct-bench``'s settings (`sct_timm.bench.sweep_cli.build_parser` documents them);
+    ``args`` carries ``sct-bench``'s settings (`sct_timm.cli.bench.build_parser` documents them);
     ``open_dataset(img_mode)`` gives the data set with images read in that PIL mode (each model gets its own).
     """
     progress = tqdm(total=len(specs) * len(args.resolutions), desc='sweep', unit='point', disable=None)

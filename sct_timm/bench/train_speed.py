@@ -29,13 +29,15 @@ import torch
 import torch.nn.functional as F
 
 from ..precision import cpu_native_bf16
-from ..train import prepare, train_one_epoch
-from ..train_args import parse_args as parse_train_args
-from ..utils import CLIError, atomic_write_text, cli_main, setup_logging
+from ..results.markdown import table
+from ..train import parse_args as parse_train_args, prepare, train_one_epoch
+from ..utils import CLIError, atomic_write_text
 from .environment import collect_environment
 from .timing import count_gmacs, median
 
-__all__ = ['MODES', 'COMPILED', 'ModeTimer', 'time_bare_steps', 'matmul_gflops', 'measure_config', 'main']
+__all__ = [
+    'MODES', 'COMPILED', 'ModeTimer', 'time_bare_steps', 'matmul_gflops', 'measure_config', 'format_report', 'run',
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -225,6 +227,12 @@ def _ratio(row: Dict[str, Any], base: Optional[Dict[str, Any]]) -> str:
     return f'{row["images_per_second"] / base["images_per_second"]:.2f}x' if base else '-'
 
 
+_REPORT_HEADER = (
+    'config', 'precision', 'loader', 'sizes', 'loop img/s', 'bare img/s', 'loop / bare', 'loader share', 'GFLOP/s',
+    'of matmul', 'loop img/s vs fp32',
+)
+
+
 def format_report(results: Dict[str, Any]) -> str:
     """The ratios as markdown: one row per config and mode, then what torch.compile did."""
     env, peak = results['environment'], results['matmul_gflops']
@@ -233,23 +241,19 @@ def format_report(results: Dict[str, Any]) -> str:
         f'{results["native_bf16"]})', '',
         f'matmul {results["matmul_n"]}^2: bf16 {peak["bfloat16"]:.0f} GFLOP/s, fp32 {peak["float32"]:.0f} GFLOP/s. '
         f'Size jitter {results["jitter"]}.', '',
-        '| config | precision | loader | sizes | loop img/s | bare img/s | loop / bare | loader share | GFLOP/s | '
-        'of matmul | loop img/s vs fp32 |',
-        '|---|---|---|---|---|---|---|---|---|---|---|',
     ]
-    compiled = []
+    body, compiled = [], []
     for config, rows in results['configs'].items():
         for mode in (m for m in MODES if m in rows):
             row = rows[mode]
             rate = row['achieved_gflops']
             ceiling = peak['bfloat16' if row['precision'].startswith('bfloat16') else 'float32']
-            lines.append(
-                f'| {Path(config).stem} | {row["precision"]} | {row["train_loader"]} | '
-                f'{"/".join(map(str, row["sizes"]))} | {row["images_per_second"]:.1f} | '
-                f'{row["bare_images_per_second"]:.1f} | {row["loop_over_bare"]:.3f} | '
-                f'{100 * row["loader_share"]:.1f} % | '
-                f'{rate:.0f} | {rate / ceiling:.2f} | '
-                f'{_ratio(row, rows.get("fp32"))} |')
+            body.append([
+                Path(config).stem, row['precision'], row['train_loader'], '/'.join(map(str, row['sizes'])),
+                f'{row["images_per_second"]:.1f}', f'{row["bare_images_per_second"]:.1f}',
+                f'{row["loop_over_bare"]:.3f}', f'{100 * row["loader_share"]:.1f} %', f'{rate:.0f}',
+                f'{rate / ceiling:.2f}', _ratio(row, rows.get('fp32')),
+            ])
         for mode in (m for m in COMPILED if m in rows):
             eager, row = rows['bf16'], rows[mode]
             gain = eager['seconds_per_batch'] - row['seconds_per_batch']
@@ -259,28 +263,10 @@ def format_report(results: Dict[str, Any]) -> str:
                             f'img/s against eager {eager["images_per_second"]:.1f} '
                             f'({row["images_per_second"] / eager["images_per_second"]:.2f}x); compiling cost '
                             f'{cost:.0f} s more in the first batches; {payoff}')
+    lines.append(table(_REPORT_HEADER, body))
     if compiled:
         lines += ['', *compiled]
     return '\n'.join(lines) + '\n'
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog='sct-train-speed', description='Images/s of the real sct-train loop against a bare step, fp32 against '
-                                            'bf16 + channels_last (run it on a quiet machine).')
-    parser.add_argument('--configs', nargs='+', required=True, metavar='YAML', help='sct-train configs to time')
-    parser.add_argument('--rounds', type=int, default=8, help='interleaved rounds over the modes (default: 8)')
-    parser.add_argument('--batches', type=int, default=2, metavar='N',
-                        help='timed loop iterations per mode and round (default: 2)')
-    parser.add_argument('--bare-steps', type=int, default=1, help='timed bare steps per mode and round (default: 1)')
-    parser.add_argument('--modes', nargs='+', choices=list(MODES), default=list(MODES),
-                        help=f'modes to time (default: all of {", ".join(MODES)})')
-    parser.add_argument('--compile', action='store_true', help='also time the bf16 fast path under torch.compile '
-                        '(inductor): its steady step and what compiling costs (needs bf16 among --modes)')
-    parser.add_argument('--threads', type=int, help='torch threads (default: torch\'s)')
-    parser.add_argument('--output', required=True, metavar='DIR', help='writes train_speed.json and train_speed.md')
-    parser.add_argument('train_args', nargs=argparse.REMAINDER, help='after --: more sct-train flags for every run')
-    return parser
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
@@ -310,9 +296,3 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     atomic_write_text(out / 'train_speed.md', report)
     print(report)
     return results
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    return cli_main('sct-train-speed', lambda: run(args))

@@ -21,13 +21,13 @@ added only once its weights exist on the Hub.
 
 Weights are only ever read with safetensors, or through `sct_timm.checkpoint` (timm's ``load_state_dict`` with
 ``weights_only=True``) for training checkpoints. The sub-modules are named for what they do rather than after the
-functions they define (``staging.stage``, ``upload.publish``), so ``sct_timm.hub.stage`` stays the function.
+functions they define (``staging.stage``, ``upload.publish``), so ``sct_timm.hub.stage`` stays the function. The
+command over them is `sct_timm.cli.hub`; the results file they read is `sct_timm.results.files`.
 """
 from .cards import render_cards, write_model_cards
-from .cli import main
 from .files import (
-    ARGS_NAME, CARD_NAME, CONFIG_NAME, HUB_ORG, RESULTS_NAME, STORAGE_DTYPES, WEIGHTS_NAME, find_staged, load_results,
-    read_config, staged_files, staged_info, staged_repo_id, validate_repo_id,
+    ARGS_NAME, CARD_NAME, CONFIG_NAME, HUB_ORG, STORAGE_DTYPES, WEIGHTS_NAME, find_staged, read_config, staged_files,
+    staged_info, staged_repo_id, validate_repo_id,
 )
 from .hf_cache import mirror
 from .load import load_staged, verify
@@ -36,8 +36,8 @@ from .staging import stage
 from .upload import publish
 
 __all__ = [
-    'HUB_ORG', 'CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME', 'RESULTS_NAME', 'ARGS_NAME', 'STORAGE_DTYPES',
-    'load_results', 'stage', 'read_config', 'staged_files', 'staged_info', 'find_staged', 'load_staged', 'verify',
-    'validate_repo_id', 'staged_repo_id', 'mirror', 'publish', 'tag_cfg', 'cfg_lines', 'register_tag',
-    'unregister_tag', 'register_staged', 'render_cards', 'write_model_cards', 'main',
+    'HUB_ORG', 'CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME', 'ARGS_NAME', 'STORAGE_DTYPES', 'stage', 'read_config',
+    'staged_files', 'staged_info', 'find_staged', 'load_staged', 'verify', 'validate_repo_id', 'staged_repo_id',
+    'mirror', 'publish', 'tag_cfg', 'cfg_lines', 'register_tag', 'unregister_tag', 'register_staged', 'render_cards',
+    'write_model_cards',
 ]

@@ -1,6 +1,4 @@
-"""``python -m sct_timm.hub``: the same command as ``sct-hub``."""
-import sys
+"""``python -m sct_timm.hub``: the same command as ``sct-hub`` (`sct_timm.cli.hub`)."""
+from ..cli.hub import main
 
-from .cli import main
-
-sys.exit(main())
+raise SystemExit(main())

@@ -13,8 +13,10 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import yaml
 from tqdm.auto import tqdm
 
+from ..datasets import is_fmnist
+from ..results.markdown import format_value, table
+from ..results.targets import TARGET_TEXT, by_size, per_size, target_margins
 from ..utils import atomic_write_text
-from .comparison import TARGET_TEXT, by_size, per_size, target_margins
 from .files import find_staged, staged_info
 
 __all__ = [
@@ -38,7 +40,6 @@ CITATION = """@misc{yu2019sct,
   primaryClass={cs.CV}
 }"""
 
-_FMNIST_NAMES = ('fmnist', 'fashion_mnist', 'fashion-mnist')
 # timm dataset name prefixes (reader backends), not part of the data set's own name
 _DATASET_PREFIXES = ('torch/', 'tfds/', 'hfds/', 'hfids/', 'wds/')
 # training arguments worth a line in a card, in reading order; everything else stays in args.yaml
@@ -61,7 +62,7 @@ def _bare_dataset(name: str) -> str:
 def dataset_display_name(name: str) -> str:
     """Human name of a data set for prose (``fmnist`` -> ``Fashion-MNIST``); other names pass through."""
     bare = _bare_dataset(name)
-    return 'Fashion-MNIST' if bare.lower() in _FMNIST_NAMES else bare
+    return 'Fashion-MNIST' if is_fmnist(bare) else bare
 
 
 def hub_dataset_id(name: str) -> str:
@@ -71,30 +72,7 @@ def hub_dataset_id(name: str) -> str:
     ``hfds/``...) are stripped; anything else is used as given.
     """
     bare = _bare_dataset(name)
-    return 'zalando-datasets/fashion_mnist' if bare.lower() in _FMNIST_NAMES else bare
-
-
-def _fmt(value: Any, digits: Optional[int] = 2) -> str:
-    """Table text for a value; ``digits=None`` keeps a float's shortest form (learning rates, decays)."""
-    if value is None:
-        return '-'
-    if isinstance(value, bool):
-        return 'yes' if value else 'no'
-    if isinstance(value, float):
-        return f'{value:g}' if digits is None else f'{value:.{digits}f}'
-    if isinstance(value, (list, tuple)):
-        return ', '.join(_fmt(v, digits) for v in value)
-    return str(value)
-
-
-def _cell(value: Any) -> str:
-    return str(value).replace('|', '\\|').replace('\n', ' ')
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    lines += ['| ' + ' | '.join(_cell(c) for c in row) + ' |' for row in rows]
-    return '\n'.join(lines)
+    return 'zalando-datasets/fashion_mnist' if is_fmnist(bare) else bare
 
 
 _OPTIONAL_COLUMNS = (
@@ -118,20 +96,20 @@ def accuracy_table(rows: Sequence[Dict[str, Any]], scales: Sequence[int]) -> str
     for r in ordered:
         line = [
             r['resolution'], 'yes' if int(r['resolution']) in set(scales) else 'no',
-            _fmt(float(r['top1'])), _fmt(None if r.get('top5') is None else float(r['top5'])),
-            _fmt(r.get('num_samples')),
+            format_value(float(r['top1'])), format_value(None if r.get('top5') is None else float(r['top5'])),
+            format_value(r.get('num_samples')),
         ]
-        line += [_fmt(None if r.get(k) is None else float(r[k]), d) for k, _, d in extra]
+        line += [format_value(None if r.get(k) is None else float(r[k]), d) for k, _, d in extra]
         body.append(line)
-    return _table(header, body)
+    return table(header, body)
 
 
 def recipe_table(train_args: Optional[Dict[str, Any]]) -> str:
     """Markdown table of the main training hyper-parameters found in ``args.yaml`` (empty string if none)."""
     if not train_args:
         return ''
-    rows = [(f'`{k}`', _fmt(train_args[k], None)) for k in RECIPE_KEYS if train_args.get(k) is not None]
-    return _table(['Argument', 'Value'], rows) if rows else ''
+    rows = [(f'`{k}`', format_value(train_args[k], None)) for k in RECIPE_KEYS if train_args.get(k) is not None]
+    return table(['Argument', 'Value'], rows) if rows else ''
 
 
 def _environment_line(environment: Optional[Dict[str, Any]]) -> str:
@@ -163,12 +141,12 @@ def _details(info: Dict[str, Any]) -> List[str]:
     lines = [
         f"- **Architecture:** `{info['architecture']}` (timm's own architecture, every BatchNorm a Scale-Specific "
         f"BatchNorm)",
-        f"- **Training scales (px):** {_fmt(info['scales'])} (one set of BatchNorm statistics and affine parameters "
-        f"each)",
+        f"- **Training scales (px):** {format_value(info['scales'])} (one set of BatchNorm statistics and affine "
+        f"parameters each)",
         f"- **Dataset:** {dataset_display_name(info['dataset'])} (`{info['dataset']}`)",
         f"- **Classes:** {info['num_classes']}",
-        f"- **Input:** {in_chans} x {height} x {width}, mean {_fmt(info['mean'], 4)}, std {_fmt(info['std'], 4)}, "
-        f"crop_pct {info['crop_pct']}, {info['interpolation']} interpolation",
+        f"- **Input:** {in_chans} x {height} x {width}, mean {format_value(info['mean'], 4)}, "
+        f"std {format_value(info['std'], 4)}, crop_pct {info['crop_pct']}, {info['interpolation']} interpolation",
     ]
     if info.get('num_params') is not None:
         lines.append(f"- **Parameters (M):** {info['num_params'] / 1e6:.2f}")
@@ -179,7 +157,7 @@ def _details(info: Dict[str, Any]) -> List[str]:
         if info.get('epoch') is not None:
             extra.append(f"epoch {info['epoch']}")
         if info.get('metric') is not None:
-            extra.append(f"best metric {_fmt(info['metric'])}")
+            extra.append(f"best metric {format_value(info['metric'])}")
         lines.append(f"- **Training checkpoint:** `{source}`" + (f" ({', '.join(extra)})" if extra else ''))
     lines += [
         f"- **License:** {info.get('license') or 'apache-2.0'}",
@@ -197,7 +175,7 @@ def _results_section(info: Dict[str, Any], heading: str) -> List[str]:
     counts = sorted({r.get('num_samples') for r in rows if r.get('num_samples') is not None})
     where = f"{dataset_display_name(rows[0]['dataset'])} (`{rows[0]['dataset']}`)"
     if counts:
-        where += f", {_fmt(counts)} images"
+        where += f", {format_value(counts)} images"
     lines += [
         f"Measured by `sct-bench` on {where}, rows for `{rows[0]['model']}` copied from `results.json` (nothing "
         f"typed by hand). Test preprocessing is timm's eval transform at each resolution.",
@@ -211,12 +189,12 @@ def _results_section(info: Dict[str, Any], heading: str) -> List[str]:
 
 
 def _recipe_section(info: Dict[str, Any], heading: str) -> List[str]:
-    table = recipe_table(info.get('train_args'))
+    recipe = recipe_table(info.get('train_args'))
     lines = [heading, '']
-    if not table:
+    if not recipe:
         lines.append('No training arguments were staged with these weights.')
         return lines
-    lines += [table, '', 'Every argument of the run is in `args.yaml`.']
+    lines += [recipe, '', 'Every argument of the run is in `args.yaml`.']
     return lines
 
 
@@ -254,7 +232,7 @@ def comparison_lines(info: Dict[str, Any], image_prefix: str = '') -> List[str]:
     body = []
     for size in sorted(sct, reverse=True):
         line = [f'**{size}**' if size in info['scales'] else size, _pair(sct[size])]
-        line += [_fmt(float(float32[size]['top1'])) if size in float32 else '-'] if stored else []
+        line += [format_value(float(float32[size]['top1'])) if size in float32 else '-'] if stored else []
         line += [_pair(dedicated[run['label']].get(size)) for run in runs]
         delta = compared[size].get('delta_top1')
         line.append('-' if delta is None else f'{delta:+.2f}')
@@ -266,7 +244,7 @@ def comparison_lines(info: Dict[str, Any], image_prefix: str = '') -> List[str]:
         info['scales'],
         float32={s: float(r['top1']) for s, r in float32.items()} if stored else None,
     )
-    budget = [(f"`{info['architecture']}` (SCT)", _fmt(info['scales']), f"{doc['sct']['train_samples']:,} x "
+    budget = [(f"`{info['architecture']}` (SCT)", format_value(info['scales']), f"{doc['sct']['train_samples']:,} x "
                f"{doc['sct']['epochs']}", _minutes(doc['sct'].get('train_wall_seconds')))]
     budget += [(f"`{run['model']}`", run['train_size'], f"{run['train_samples']:,} x {run['epochs']}",
                 _minutes(run.get('train_wall_seconds'))) for run in runs]
@@ -275,7 +253,7 @@ def comparison_lines(info: Dict[str, Any], image_prefix: str = '') -> List[str]:
         'and budget: the models a user would otherwise train for each resolution. Top-1 / top-5 (%) measured by '
         '`sct-bench` on the same test images; training scales in bold.',
         '',
-        _table(header, body),
+        table(header, body),
         '',
         'Targets (margin >= 0: met; the size that decides each in brackets):',
         '',
@@ -283,7 +261,7 @@ def comparison_lines(info: Dict[str, Any], image_prefix: str = '') -> List[str]:
     for name, margin in margins.items():
         verdict = 'met' if margin['margin'] >= 0 else f"**missed by {-margin['margin']:.2f}**"
         lines.append(f"- {TARGET_TEXT[name]}: {margin['margin']:+.2f} ({margin['size']} px), {verdict}")
-    lines += ['', _table(['Model', 'Trained at (px)', 'Images x epochs', 'Training wall time (min)'], budget), '',
+    lines += ['', table(['Model', 'Trained at (px)', 'Images x epochs', 'Training wall time (min)'], budget), '',
               f"Hardware: {doc['hardware']}."]
     if info.get('plot'):
         lines += ['', f"![Top-1 against test resolution, SCT and the dedicated models]({image_prefix}{info['plot']})"]
@@ -300,8 +278,8 @@ def render_model_card(info: Dict[str, Any]) -> str:
         '',
         f"`{info['architecture']}` trained with Scale Calibrated Training (SCT, {PAPER_ID}) on "
         f"{dataset_display_name(info['dataset'])}. Every BatchNorm is a Scale-Specific BatchNorm holding one set of "
-        f"statistics per training scale ({_fmt(info['scales'])} px), picked from the input size at run time, so one "
-        f'network serves every resolution and you trade accuracy for speed by choosing the input size.',
+        f"statistics per training scale ({format_value(info['scales'])} px), picked from the input size at run "
+        f'time, so one network serves every resolution and you trade accuracy for speed by choosing the input size.',
         '',
         '**`import sct_timm` is needed before `timm.create_model`**: the `sct_*` architectures are registered in '
         "timm's model registry by the `sct-timm` package (`pip install sct-timm`), also for `hf-hub:` names.",
@@ -379,11 +357,11 @@ def render_model_cards_index(infos: Sequence[Dict[str, Any]], command: str, hub_
         return '\n'.join(lines) + '\n'
     summary = [
         (f"`{i['name']}`", f"[{i['hf_hub_id']}](https://huggingface.co/{i['hf_hub_id']})",
-         dataset_display_name(i['dataset']), _fmt(i['scales']), _top1_at_scales(i))
+         dataset_display_name(i['dataset']), format_value(i['scales']), _top1_at_scales(i))
         for i in infos
     ]
     lines += [
-        _table(['Tag', 'Hub repo', 'Dataset', 'Scales (px)', 'Top-1 (%) at each training scale'], summary),
+        table(['Tag', 'Hub repo', 'Dataset', 'Scales (px)', 'Top-1 (%) at each training scale'], summary),
         '',
     ]
     for info in infos:

@@ -2,24 +2,24 @@
 
 A staged folder is a Hub repo laid out on disk (``config.json``, ``model.safetensors``, ``README.md``,
 ``results.json``, ``args.yaml``). Every other hub module reads it through these functions, so a missing or malformed
-file is reported once, the same way, naming the file.
+file is reported once, the same way, naming the file. The results file itself (name, reader, checks) is
+`sct_timm.results.files`, shared with ``sct-bench``, which writes it.
 """
-import json
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Union
 
 import torch
-import yaml
 from huggingface_hub.utils import HFValidationError, validate_repo_id as hf_validate_repo_id
 
+from ..results.files import RESULTS_JSON, read_json, read_yaml_mapping, with_gmacs
 from ..utils import CLIError, one_line
+from .comparison import load_comparison
 
 __all__ = [
-    'HUB_ORG', 'CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME', 'RESULTS_NAME', 'ARGS_NAME', 'COMPARISON_NAME',
-    'PLOT_NAME', 'REQUIRED_FILES', 'STORAGE_DTYPES', 'TAG_PATTERN', 'read_json', 'read_yaml_mapping',
-    'load_results', 'read_config', 'staged_files', 'sct_meta', 'staged_info', 'find_staged', 'validate_repo_id',
-    'staged_repo_id',
+    'HUB_ORG', 'CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME', 'ARGS_NAME', 'COMPARISON_NAME', 'PLOT_NAME',
+    'REQUIRED_FILES', 'STORAGE_DTYPES', 'TAG_PATTERN', 'read_config', 'staged_files', 'sct_meta', 'staged_info',
+    'find_staged', 'validate_repo_id', 'staged_repo_id',
 ]
 
 HUB_ORG = 'sct-timm'
@@ -27,7 +27,6 @@ HUB_ORG = 'sct-timm'
 CONFIG_NAME = 'config.json'
 WEIGHTS_NAME = 'model.safetensors'
 CARD_NAME = 'README.md'
-RESULTS_NAME = 'results.json'
 ARGS_NAME = 'args.yaml'
 COMPARISON_NAME = 'comparison.json'  # optional: the weights beside dedicated models (`sct_timm.hub.comparison`)
 PLOT_NAME = 'accuracy_vs_resolution.png'  # optional: the card's plot
@@ -37,103 +36,6 @@ TAG_PATTERN = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]*')
 """A pretrained tag as timm splits it off ``arch.tag``: no dots, nothing a Hub repo name rejects."""
 
 _REPO_PART_RE = re.compile(r'[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?')
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding='utf-8'))
-    except FileNotFoundError:
-        raise CLIError(f'{path}: file not found') from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CLIError(f'{path}: not a readable JSON file ({one_line(e)})') from None
-
-
-def read_yaml_mapping(path: Path) -> Dict[str, Any]:
-    """A training run's ``args.yaml``: a mapping, or an error naming the file."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding='utf-8'))
-    except FileNotFoundError:
-        raise CLIError(f'{path}: file not found') from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise CLIError(f'{path}: not a readable YAML file ({one_line(e)})') from None
-    if not isinstance(data, dict):
-        raise CLIError(f'{path}: expected a YAML mapping of training arguments, got {type(data).__name__}')
-    return data
-
-
-# --- sct-bench results files ----------------------------------------------------------------------------------------
-
-_RESULT_FIELDS = {
-    'model': (str,), 'dataset': (str,), 'resolution': (int,), 'top1': (int, float),
-}
-_OPTIONAL_RESULT_FIELDS = {
-    'checkpoint': (str,), 'top5': (int, float), 'num_samples': (int,), 'latency_ms_p50': (int, float),
-    'latency_ms_p90': (int, float), 'throughput': (int, float), 'gmacs': (int, float),
-}
-_LEGACY_GMACS_KEY = 'gflops'  # what sct-bench called the multiply-add count before it was named for what it holds
-
-
-def _with_gmacs(rows: Sequence[Any]) -> List[Any]:
-    """Rows with the multiply-add count under ``gmacs``, also for results files written before the rename."""
-    out = []
-    for row in rows:
-        if isinstance(row, dict) and _LEGACY_GMACS_KEY in row:
-            row = dict(row)
-            legacy = row.pop(_LEGACY_GMACS_KEY)
-            row.setdefault('gmacs', legacy)
-        out.append(row)
-    return out
-
-
-def load_results(path: Union[str, Path], model: Optional[str] = None) -> Dict[str, Any]:
-    """Read an ``sct-bench`` results file and keep the rows of one model.
-
-    Args:
-        path: Results JSON (``{"environment": ..., "config": ..., "results": [rows]}``).
-        model: The rows' ``model`` value to keep; may be omitted when the file holds a single model.
-
-    Returns:
-        The same document with only the chosen rows, sorted by resolution (largest first), GMACs under ``gmacs``.
-    """
-    path = Path(path)
-    doc = read_json(path)
-    if not isinstance(doc, dict) or not isinstance(doc.get('results'), list):
-        raise CLIError(f'{path}: not an sct-bench results file (no "results" list)')
-    amp_dtype = (doc.get('config') or {}).get('amp_dtype')
-    if amp_dtype:
-        raise CLIError(f'{path}: measured under {amp_dtype} autocast; model cards report float32 evaluation: sweep '
-                       f'again without --amp')
-    all_rows = _with_gmacs(doc['results'])
-    for i, row in enumerate(all_rows):
-        if not isinstance(row, dict):
-            raise CLIError(f'{path}: results[{i}] is not an object')
-        for key, types in _RESULT_FIELDS.items():
-            value = row.get(key)
-            if isinstance(value, bool) or not isinstance(value, types):
-                raise CLIError(f'{path}: results[{i}] needs "{key}" ({types[0].__name__}), got {value!r}')
-        for key, types in _OPTIONAL_RESULT_FIELDS.items():
-            value = row.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
-                raise CLIError(f'{path}: results[{i}] "{key}" must be {types[0].__name__} or null, got {value!r}')
-        if not 0.0 <= row['top1'] <= 100.0:
-            raise CLIError(f'{path}: results[{i}] top1 {row["top1"]} is not a percentage')
-    names = sorted({row['model'] for row in all_rows})
-    if model is None:
-        if len(names) != 1:
-            raise CLIError(f'{path}: holds results for {names or "no model"}; choose one with --results-model')
-        model = names[0]
-    rows = [row for row in all_rows if row['model'] == model]
-    if not rows:
-        raise CLIError(f'{path}: no results for model {model!r} (it has {names})')
-    datasets = sorted({row['dataset'] for row in rows})
-    if len(datasets) > 1:
-        raise CLIError(f'{path}: results for {model!r} span several data sets {datasets}; stage one per data set')
-    resolutions = [row['resolution'] for row in rows]
-    if len(set(resolutions)) != len(resolutions):
-        raise CLIError(f'{path}: results for {model!r} repeat a resolution ({sorted(resolutions)})')
-    out = {k: v for k, v in doc.items() if k != 'results'}
-    out['results'] = sorted(rows, key=lambda r: -r['resolution'])
-    return out
 
 
 # --- staged folders ---------------------------------------------------------------------------------------------------
@@ -184,9 +86,8 @@ def staged_info(folder: Union[str, Path]) -> Dict[str, Any]:
     scales = (cfg.get('model_args') or {}).get('scales')
     if not pcfg.get('tag') or not isinstance(scales, list):
         raise CLIError(f'{cfg_path}: needs pretrained_cfg.tag and model_args.scales')
-    results = read_json(folder / RESULTS_NAME) if (folder / RESULTS_NAME).is_file() else {}
+    results = read_json(folder / RESULTS_JSON) if (folder / RESULTS_JSON).is_file() else {}
     train_args = read_yaml_mapping(folder / ARGS_NAME) if (folder / ARGS_NAME).is_file() else None
-    from .comparison import load_comparison  # it reads files through this module
     comparison = load_comparison(folder / COMPARISON_NAME) if (folder / COMPARISON_NAME).is_file() else None
     return {
         'name': f"{cfg['architecture']}.{pcfg['tag']}",
@@ -208,7 +109,7 @@ def staged_info(folder: Union[str, Path]) -> Dict[str, Any]:
         'source_checkpoint': meta.get('source_checkpoint'),
         'epoch': meta.get('epoch'),
         'metric': meta.get('metric'),
-        'results': _with_gmacs(results.get('results') or []),
+        'results': with_gmacs(results.get('results') or []),
         'environment': results.get('environment'),
         'train_args': train_args,
         'comparison': comparison,

@@ -2,19 +2,16 @@
 
 A tag is data in its model module, an entry in ``default_cfgs`` and one in ``TAG_SCALES``, read by timm's
 ``register_model`` when the module is imported. `cfg_lines` prints both entries, generated from a staged
-``config.json``; `register_tag` makes the same change in the running process (tests, private Hubs) by editing those
-two tables and re-running ``register_model``, timm's own way to (re)build a model's tags.
+``config.json``; `register_tag` makes the same change in the running process (tests, private Hubs) through the
+models' public tag API (`sct_timm.models.add_tag`).
 """
-import sys
-import warnings
 from dataclasses import fields
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from timm.models import PretrainedCfg, model_entrypoint, register_model, split_model_name_tag
+from timm.models import PretrainedCfg, split_model_name_tag
 
-from ..scales import resolve_scales
+from ..models import SCTArchitecture, add_tag, remove_tag, sct_architecture
 from ..utils import CLIError
 from .files import TAG_PATTERN, read_config, staged_info, validate_repo_id
 
@@ -25,23 +22,11 @@ _NOT_TAG_DATA = {'url', 'file', 'state_dict', 'hf_hub_id', 'hf_hub_filename', 's
                  'custom_load', 'label_names', 'label_descriptions'}
 
 
-def _arch_module(arch: str) -> Tuple[Callable[..., Any], ModuleType]:
-    """An SCT architecture's entrypoint and model module (where its ``default_cfgs`` and ``TAG_SCALES`` live)."""
+def _architecture(name: str) -> SCTArchitecture:
     try:
-        fn = model_entrypoint(arch)
-    except RuntimeError:
-        raise CLIError(f'{arch!r} is not a registered timm model') from None
-    module = sys.modules[fn.__module__]
-    if not isinstance(getattr(module, 'TAG_SCALES', None), dict) or not hasattr(module, 'default_cfgs'):
-        raise CLIError(f'{arch!r} is not an sct_timm model (its module has no TAG_SCALES)')
-    return fn, module
-
-
-def _reregister(fn: Callable[..., Any]) -> None:
-    # register_model reads the module's default_cfgs: re-running it is timm's own way to (re)build a model's tags
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='Overwriting')
-        register_model(fn)
+        return sct_architecture(name)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def _normalise(value: Any) -> Any:
@@ -66,17 +51,15 @@ def tag_cfg(folder: Union[str, Path], hf_hub_id: Optional[str] = None) -> Tuple[
 
 
 def register_tag(name: str, cfg: Dict[str, Any], scales: Sequence[int], default: bool = False) -> str:
-    """Make ``arch.tag`` a pretrained tag of an SCT model at run time, as its two code entries would.
-
-    Adds ``cfg`` to the model module's ``default_cfgs`` and ``scales`` to its ``TAG_SCALES``, then re-runs timm's
-    ``register_model`` on the entrypoint so the registry (``list_pretrained``, ``create_model('arch.tag')``) sees
-    it. The first tag with weights becomes the architecture's default, as in ``generate_default_cfgs``, unless
-    ``default`` makes this one the default (`unregister_tag` gives the default back).
+    """Make ``arch.tag`` a pretrained tag of an SCT model at run time, as its two code entries would
+    (`sct_timm.models.add_tag`): ``list_pretrained`` and ``create_model('arch.tag')`` see it. The first tag with
+    weights becomes the architecture's default unless ``default`` makes this one the default (`unregister_tag`
+    gives the default back). Bad names, cfgs and scales are one-line errors.
     """
     arch, tag = split_model_name_tag(name)
     if not tag or not TAG_PATTERN.fullmatch(tag):
         raise CLIError(f'bad tag name {name!r}: expected <arch>.<tag>')
-    fn, module = _arch_module(arch)
+    _architecture(arch)
     try:
         pretrained_cfg = PretrainedCfg(**cfg)
     except TypeError as e:
@@ -84,40 +67,15 @@ def register_tag(name: str, cfg: Dict[str, Any], scales: Sequence[int], default:
     if not pretrained_cfg.has_weights:
         raise CLIError(f'pretrained cfg for {name} names no weights (hf_hub_id)')
     try:
-        scales = resolve_scales(scales)
+        return add_tag(name, pretrained_cfg, scales, default=default)
     except ValueError as e:
         raise CLIError(f'bad scales for {name}: {e}') from None
-    default_cfg = module.default_cfgs[arch]
-    if tag in default_cfg.cfgs and default:
-        default_cfg.tags.remove(tag)
-    if tag not in default_cfg.tags:
-        has_other_weights = any(c.has_weights for c in default_cfg.cfgs.values())
-        if has_other_weights and not default:
-            default_cfg.tags.append(tag)
-        else:
-            default_cfg.tags.appendleft(tag)
-    default_cfg.cfgs[tag] = pretrained_cfg
-    default_cfg.is_pretrained = True
-    module.TAG_SCALES[name] = scales
-    _reregister(fn)
-    return name
 
 
 def unregister_tag(name: str) -> None:
     """Undo `register_tag`: the architecture's other tags and default are as before."""
-    arch, tag = split_model_name_tag(name)
-    fn, module = _arch_module(arch)
-    default_cfg = module.default_cfgs[arch]
-    if tag in default_cfg.cfgs:
-        default_cfg.tags.remove(tag)
-        del default_cfg.cfgs[tag]
-        weighted = [t for t in default_cfg.tags if default_cfg.cfgs[t].has_weights]
-        default_cfg.is_pretrained = bool(weighted)
-        if weighted and not default_cfg.cfgs[default_cfg.tags[0]].has_weights:
-            default_cfg.tags.remove(weighted[0])
-            default_cfg.tags.appendleft(weighted[0])
-    module.TAG_SCALES.pop(name, None)
-    _reregister(fn)
+    _architecture(split_model_name_tag(name)[0])
+    remove_tag(name)
 
 
 def register_staged(folder: Union[str, Path], hf_hub_id: Optional[str] = None, default: bool = False) -> str:
@@ -149,12 +107,12 @@ def cfg_lines(folder: Union[str, Path]) -> str:
     The ``default_cfgs`` entry lists only what differs from the module's ``_cfg()`` defaults, wrapped at 120 columns.
     """
     name, cfg, scales = tag_cfg(folder)
-    fn, module = _arch_module(split_model_name_tag(name)[0])
-    defaults = {k: _normalise(v) for k, v in PretrainedCfg(**module._cfg()).to_dict(remove_null=False).items()}
+    arch = _architecture(name)
+    defaults = {k: _normalise(v) for k, v in PretrainedCfg(**arch.cfg()).to_dict(remove_null=False).items()}
     order = [f.name for f in fields(PretrainedCfg)]
     items = [f'hf_hub_id={cfg["hf_hub_id"]!r}']
     items += [f'{k}={cfg[k]!r}' for k in order if k in cfg and k != 'hf_hub_id' and defaults.get(k) != cfg[k]]
-    source = fn.__module__.replace('.', '/') + '.py'
+    source = arch.module_path
     return '\n'.join([
         f'# {source}: in default_cfgs = generate_default_cfgs({{...}})',
         *_wrap_call(f"'{name}': _cfg", items, '    '),

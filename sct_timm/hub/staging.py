@@ -17,18 +17,21 @@ import torch
 import yaml
 from timm.models import is_model, save_for_hf
 
-from ..checkpoint import create_model_from_checkpoint, read_checkpoint
+from ..build import create_model_from_checkpoint
+from ..checkpoint import read_checkpoint
 from ..convert import get_network_stride, get_scales
 from ..datasets import FMNIST_CLASSES, FMNIST_MEAN, FMNIST_STD, is_fmnist
+from ..models import BASE_MODELS
+from ..results.files import RESULTS_JSON, load_results, read_yaml_mapping
 from ..scales import resolve_scales
 from ..utils import CLIError
 from ..version import __version__
 from .cards import dataset_display_name, hub_dataset_id, render_model_card
-from .files import (
-    ARGS_NAME, CARD_NAME, COMPARISON_NAME, HUB_ORG, PLOT_NAME, RESULTS_NAME, STORAGE_DTYPES, TAG_PATTERN,
-    load_results, read_yaml_mapping, staged_info, validate_repo_id,
-)
 from .comparison import load_comparison
+from .files import (
+    ARGS_NAME, CARD_NAME, COMPARISON_NAME, HUB_ORG, PLOT_NAME, STORAGE_DTYPES, TAG_PATTERN, staged_info,
+    validate_repo_id,
+)
 from .load import verify
 
 __all__ = ['stage']
@@ -195,8 +198,8 @@ def stage(
     if not arch:
         raise CLIError(f'{checkpoint}: names no architecture (no "arch" or args.model); pass --model')
     if not is_model(arch):
-        raise CLIError(f'{arch!r} is not a registered timm model (sct_timm registers sct_resnet18, sct_resnet50, '
-                       f'sct_mobilenetv2)')
+        raise CLIError(f'{arch!r} is not a registered timm model (sct_timm registers '
+                       f'{", ".join(sorted(BASE_MODELS))})')
     name = f'{arch}.{tag}'
     repo_id = validate_repo_id(f'{org}/{name}')
     output = Path(output) if output is not None else Path(hub_dir) / name
@@ -262,7 +265,7 @@ def stage(
         save_for_hf(model, tmp, model_config=model_config, model_args={'scales': list(scales)},
                     safe_serialization=True)
         if results_doc is not None:
-            (tmp / RESULTS_NAME).write_text(json.dumps(results_doc, indent=2) + '\n', encoding='utf-8')
+            (tmp / RESULTS_JSON).write_text(json.dumps(results_doc, indent=2) + '\n', encoding='utf-8')
         if comparison is not None:
             shutil.copyfile(comparison, tmp / COMPARISON_NAME)
         if plot is not None:

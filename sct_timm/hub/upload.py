@@ -11,9 +11,10 @@ from typing import List, Optional, Union
 from huggingface_hub import HfApi, get_token
 from huggingface_hub import constants as hf_constants
 
+from ..results.files import RESULTS_JSON
 from ..utils import CLIError, one_line
 from ..version import __version__
-from .files import RESULTS_NAME, staged_files, staged_repo_id, validate_repo_id
+from .files import staged_files, staged_repo_id, validate_repo_id
 from .load import verify
 
 __all__ = ['publish']
@@ -52,8 +53,8 @@ def publish(
         if not token:
             raise CLIError('no Hugging Face token: set HF_TOKEN or run `hf auth login`')
     verify(folder)
-    if RESULTS_NAME not in files:
-        _logger.warning(f'{folder} has no {RESULTS_NAME}: its model card shows no measured accuracy')
+    if RESULTS_JSON not in files:
+        _logger.warning(f'{folder} has no {RESULTS_JSON}: its model card shows no measured accuracy')
     if dry_run:
         _logger.info(f'Dry run: would upload {len(files)} files from {folder} to {repo_id}')
         return files

@@ -4,7 +4,7 @@ Building the plain timm model through its public entrypoint keeps each SCT model
 (same class, same module names, same ``forward_intermediates``), so timm checkpoints, feature extraction and tools
 apply unchanged.
 """
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Sequence
 
 import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -13,14 +13,9 @@ from torch import nn
 
 from ..convert import checkpoint_filter_fn, convert_to_sbn
 from ..scales import resolve_scales
+from ._registry import sct_architecture
 
-__all__ = ['BASE_MODELS', 'sct_cfg', 'create_sct_model', 'convert_recorded']
-
-# the plain timm architecture each SCT model is (with S-BN): the `--norm bn` ablation and the benchmarks' baseline
-BASE_MODELS = {
-    'sct_resnet18': 'resnet18', 'sct_resnet50': 'resnet50', 'sct_mobilenetv2': 'mobilenetv2_100',
-    'sct_efficientnet_b0': 'efficientnet_b0', 'sct_regnetx_002': 'regnetx_002',
-}
+__all__ = ['sct_cfg', 'create_sct_model', 'convert_recorded']
 
 
 def sct_cfg(url: str = '', **kwargs) -> Dict[str, Any]:
@@ -65,7 +60,7 @@ def convert_recorded(model: nn.Module, scales: Sequence[int], scale_policy: str 
 
     timm's Hub export writes ``_model_args`` to ``config.json``, so a saved model is rebuilt with the same scales.
     """
-    model = convert_to_sbn(model, scales, policy=scale_policy)
+    model = convert_to_sbn(model, scales, scale_policy=scale_policy)
     model._model_args = dict(getattr(model, '_model_args', {}), scales=list(scales))
     if scale_policy != 'nearest':
         model._model_args['scale_policy'] = scale_policy
@@ -83,33 +78,28 @@ def _build_sct(
     return convert_recorded(model, scales, scale_policy)
 
 
-def create_sct_model(
-        variant: str,
-        pretrained: bool = False,
-        tag_scales: Optional[Dict[str, Sequence[int]]] = None,
-        feature_cfg: Optional[Dict[str, Any]] = None,
-        **kwargs,
-) -> nn.Module:
-    """Build SCT ``variant`` from its timm base model (`BASE_MODELS`) via ``build_model_with_cfg``.
+def create_sct_model(variant: str, pretrained: bool = False, **kwargs) -> nn.Module:
+    """Build SCT ``variant`` from its registered base model (`register_sct_model`) via ``build_model_with_cfg``.
 
-    Scales come from the explicit ``scales`` kwarg, else the pretrained tag's entry in ``tag_scales`` (a tag's
-    weights only fit the scale count they were trained with), else the default preset (SCT-A). Without the tag's
-    weights, another ``in_chans`` than the tag's gets timm's default mean/std (`_shape_cfg_overlay`).
+    Scales come from the explicit ``scales`` kwarg, else the pretrained tag's registered scales (a tag's weights
+    only fit the scale count they were trained with), else the default preset (SCT-A). Without the tag's weights,
+    another ``in_chans`` than the tag's gets timm's default mean/std (`_shape_cfg_overlay`).
     """
+    arch = sct_architecture(variant)
     scales = kwargs.pop('scales', None)
-    if scales is None and tag_scales:
-        scales = tag_scales.get(_tag_of(variant, kwargs.get('pretrained_cfg')))
+    if scales is None:
+        scales = arch.tag_scales.get(_tag_of(variant, kwargs.get('pretrained_cfg')))
     kwargs['scales'] = resolve_scales(scales)
     kwargs['pretrained_cfg_overlay'] = _shape_cfg_overlay(variant, pretrained, kwargs) or None
 
     def build(**model_kwargs):
-        return _build_sct(BASE_MODELS[variant], **model_kwargs)
+        return _build_sct(arch.base, **model_kwargs)
 
     return build_model_with_cfg(
         build,
         variant,
         pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=feature_cfg,
+        feature_cfg=arch.feature_cfg,
         **kwargs,
     )

@@ -9,22 +9,18 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import timm
-from timm.models import load_checkpoint, parse_model_name, split_model_name_tag
+from timm.models import load_checkpoint
 from torch import nn
 
 from ..checkpoint import apply_run_data_config, read_run_args
 from ..convert import get_scales, sbn_layers
 from ..scales import resolve_scales
 from ._builder import convert_recorded
+from ._registry import is_sct
 
 __all__ = ['create_model']
 
 _NORM_NAME = re.compile(r'Norm(Act)?(\d+d)?$')  # LayerNorm, LayerNorm2d, GroupNormAct, RmsNorm2d, ...
-
-
-def _is_sct_name(model_name: str) -> bool:
-    source, model_id = parse_model_name(model_name)
-    return source is None and split_model_name_tag(model_id)[0].startswith('sct_')
 
 
 def _norm_types(model: nn.Module) -> str:
@@ -38,7 +34,7 @@ def _check_saved_sct(model_name: str, model: nn.Module, scales: Any, scale_polic
         raise ValueError(
             f'{model_name} is an SCT model with scales {list(get_scales(model))}, '
             f'not {list(resolve_scales(scales))}: leave scales=None')
-    policy = sbn_layers(model)[0].policy
+    policy = sbn_layers(model)[0].scale_policy
     if scale_policy is not None and scale_policy != policy:
         raise ValueError(f'{model_name} is an SCT model with scale_policy {policy!r}, not {scale_policy!r}')
 
@@ -64,12 +60,12 @@ def create_model(
         model_name: A timm model name (with optional tag or source prefix).
         pretrained: Load timm's pretrained weights for ``model_name`` before conversion.
         scales: Training resolutions or a preset name; None for the default preset (SCT-A).
-        scale_policy: ``'nearest'`` or ``'interpolate'`` for resolutions between the scales (None: ``'nearest'``,
+        scale_policy: A `sct_timm.scales.SCALE_POLICIES` name for resolutions between the scales (None: ``'nearest'``,
             or a saved SCT model's own).
         checkpoint_path: Weights to load into the converted model.
         **kwargs: Passed to ``timm.create_model`` (``num_classes``, ``in_chans``, ``pretrained_cfg_overlay``, ...).
     """
-    if _is_sct_name(model_name):
+    if is_sct(model_name):
         if scale_policy is not None and scale_policy != 'nearest':  # else timm's own call: model_args match
             kwargs['scale_policy'] = scale_policy
         model = timm.create_model(

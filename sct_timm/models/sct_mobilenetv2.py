@@ -1,9 +1,10 @@
 """SCT MobileNetV2: timm's ``mobilenetv2_100`` with Scale-Specific BatchNorm (Yu et al., arXiv:1909.00182)."""
 from typing import Dict, Sequence
 
-from timm.models import EfficientNet, generate_default_cfgs, register_model
+from timm.models import EfficientNet, generate_default_cfgs
 
 from ._builder import create_sct_model, sct_cfg
+from ._registry import register_sct_model
 
 __all__ = []
 
@@ -28,9 +29,7 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-@register_model
+@register_sct_model('mobilenetv2_100', _cfg, TAG_SCALES, feature_cfg=dict(flatten_sequential=True))
 def sct_mobilenetv2(pretrained: bool = False, **kwargs) -> EfficientNet:
     """MobileNetV2 (width 1.0) with S-BN; ``scales`` picks the training resolutions (default: the tag's, 64, 48, 32)."""
-    return create_sct_model(
-        'sct_mobilenetv2', pretrained, tag_scales=TAG_SCALES,
-        feature_cfg=dict(flatten_sequential=True), **kwargs)
+    return create_sct_model('sct_mobilenetv2', pretrained, **kwargs)

@@ -1,9 +1,10 @@
 """SCT ResNets: timm's ResNet-18/50 with Scale-Specific BatchNorm (Yu et al., arXiv:1909.00182)."""
 from typing import Dict, Sequence
 
-from timm.models import ResNet, generate_default_cfgs, register_model
+from timm.models import ResNet, generate_default_cfgs
 
 from ._builder import create_sct_model, sct_cfg
+from ._registry import register_sct_model
 
 __all__ = []
 
@@ -34,17 +35,13 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-def _create_sct_resnet(variant: str, pretrained: bool = False, **kwargs) -> ResNet:
-    return create_sct_model(variant, pretrained, tag_scales=TAG_SCALES, **kwargs)
-
-
-@register_model
+@register_sct_model('resnet18', _cfg, TAG_SCALES)
 def sct_resnet18(pretrained: bool = False, **kwargs) -> ResNet:
     """ResNet-18 with S-BN; ``scales`` picks the training resolutions (default: the tag's, 64, 48, 32)."""
-    return _create_sct_resnet('sct_resnet18', pretrained, **kwargs)
+    return create_sct_model('sct_resnet18', pretrained, **kwargs)
 
 
-@register_model
+@register_sct_model('resnet50', _cfg, TAG_SCALES)
 def sct_resnet50(pretrained: bool = False, **kwargs) -> ResNet:
     """ResNet-50 with S-BN; ``scales`` picks the training resolutions (default: the tag's, 64, 48, 32)."""
-    return _create_sct_resnet('sct_resnet50', pretrained, **kwargs)
+    return create_sct_model('sct_resnet50', pretrained, **kwargs)

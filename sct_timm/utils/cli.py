@@ -8,7 +8,8 @@ from typing import Any, Callable, List, Optional, Sequence
 from timm.utils import FormatterNoInfo
 
 __all__ = [
-    'CLIError', 'EXIT_USER_ERROR', 'USER_ERRORS', 'one_line', 'setup_logging', 'cli_main', 'parse_list', 'ListAction',
+    'CLIError', 'EXIT_USER_ERROR', 'USER_ERRORS', 'one_line', 'setup_logging', 'cli_main', 'run_command', 'parse_list',
+    'ListAction',
 ]
 
 EXIT_USER_ERROR = 2  # argparse's status for bad usage; every command uses it for bad input too
@@ -51,6 +52,19 @@ def cli_main(prog: str, run: Callable[[], Any]) -> int:
         print(f'{prog}: error: {one_line(e, 1000)}', file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
+
+
+def run_command(
+        prog: str,
+        parse: Callable[[Optional[Sequence[str]]], Any],
+        run: Callable[[Any], Any],
+        argv: Optional[Sequence[str]] = None,
+) -> int:
+    """A command's ``main``: logging set up, ``argv`` parsed (argparse exits 2 on bad flags), ``run(args)`` under
+    `cli_main`; returns the exit status, so tests call ``main([...])`` in-process."""
+    setup_logging()
+    args = parse(argv)
+    return cli_main(prog, lambda: run(args))
 
 
 def parse_list(values: 'str | Sequence[Any] | None', type: Callable[[str], Any] = str) -> Optional[List[Any]]:

@@ -1,4 +1,4 @@
-"""``sct-overhead``: the engineering-cost benchmark's command line (also ``python -m sct_timm.bench.overhead_cli``).
+"""``sct-overhead``: the engineering-cost benchmark's command line (also ``python -m sct_timm.cli.overhead``).
 
 Bad input is one ``sct-overhead: error: ...`` line and exit status 2; rows measured before an error stay written.
 """
@@ -14,13 +14,14 @@ import torch
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ..bench.environment import collect_environment, resolve_device
+from ..bench.overhead import measure_inference, measure_training
+from ..bench.overhead_report import overhead_markdown, write_overhead
 from ..models import BASE_MODELS
+from ..results.files import OVERHEAD_JSON, OVERHEAD_MD, record_status
 from ..scale_collection import JITTER_DISTRIBUTIONS
 from ..scales import resolve_scales
-from ..utils import USER_ERRORS, CLIError, ListAction, cli_main, one_line, setup_logging
-from .environment import collect_environment, resolve_device
-from .overhead import measure_inference, measure_training
-from .results import OVERHEAD_JSON, OVERHEAD_MD, overhead_markdown, record_status, write_overhead
+from ..utils import USER_ERRORS, CLIError, ListAction, one_line, run_command
 
 __all__ = ['PROG', 'parse_model_pair', 'build_parser', 'parse_args', 'run', 'main']
 
@@ -170,9 +171,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    setup_logging()
-    _, args = parse_args(argv)
-    return cli_main(PROG, lambda: run(args))
+    return run_command(PROG, lambda argv: parse_args(argv)[1], run, argv)
 
 
 if __name__ == '__main__':

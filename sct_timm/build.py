@@ -1,25 +1,34 @@
-"""The models a benchmark compares: ``--model NAME[=CHECKPOINT]`` specs, building them, and facts read off them."""
+"""Building models for the tools: ``--model NAME[=CHECKPOINT]`` specs, models from specs and checkpoints, and the
+evaluation preprocessing of a built model.
+
+Every command that takes a model (``sct-bench``, ``sct-export``, ``sct-calibrate``, ``sct-hub stage``, the int8
+benchmark) builds it here, so a name, a checkpoint and a data set mean the same model and the same preprocessing to
+each of them.
+"""
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import timm
 import torch
-from timm.models import parse_model_name
+from timm.models import get_pretrained_cfg, parse_model_name
 
-from ..checkpoint import (
-    apply_run_data_config, create_model_from_checkpoint, model_kwargs_from_checkpoint, read_checkpoint,
-)
-from ..convert import checkpoint_filter_fn, sbn_layers
-from ..datasets import FMNIST_CLASSES, FMNIST_MEAN, FMNIST_STD, is_fmnist
-from ..evaluate import eval_data_config, match_channels
-from ..utils import CLIError, one_line
+from .checkpoint import Checkpoint, apply_run_data_config, read_checkpoint
+from .convert import checkpoint_filter_fn, model_in_chans
+from .datasets import FMNIST_CLASSES, FMNIST_MEAN, FMNIST_STD, is_fmnist
+from .evaluate import eval_data_config, match_channels
+from .models import is_sct
+from .utils import CLIError, one_line
 
 __all__ = [
-    'ModelSpec', 'parse_model_spec', 'check_model_spec', 'create_bench_model', 'model_in_chans', 'data_overrides',
-    'bench_data_config', 'served_scale',
+    'ModelSpec', 'parse_model_spec', 'check_model_spec', 'create_model_from_spec', 'model_kwargs_from_checkpoint',
+    'create_model_from_checkpoint', 'data_overrides', 'bench_data_config',
 ]
+
+
+def _arch(name: str) -> str:
+    return name.split('.')[0]
 
 
 @dataclass
@@ -62,10 +71,6 @@ def parse_model_spec(text: str) -> ModelSpec:
     return ModelSpec(name=name, checkpoint=checkpoint, label=label)
 
 
-def _arch(name: str) -> str:
-    return name.split('.')[0]
-
-
 def check_model_spec(spec: ModelSpec) -> None:
     """Cheap checks before any measuring: the name exists (registry) or the folder does, and so does the checkpoint."""
     source, model_id = parse_model_name(spec.name)
@@ -79,7 +84,7 @@ def check_model_spec(spec: ModelSpec) -> None:
         raise CLIError(f'checkpoint does not exist: {spec.checkpoint}')
 
 
-def create_bench_model(
+def create_model_from_spec(
         spec: ModelSpec,
         dataset: str,
         model_kwargs: Optional[Dict[str, Any]] = None,
@@ -101,7 +106,7 @@ def create_bench_model(
     checkpoint = read_checkpoint(spec.checkpoint, use_ema=use_ema) if spec.checkpoint is not None else None
     if checkpoint is not None and source is None:
         kwargs.update(model_kwargs_from_checkpoint(spec.name, checkpoint))
-    if scales is not None and source is None and _arch(spec.name) in timm.list_models('sct_*'):
+    if scales is not None and is_sct(spec.name):
         kwargs['scales'] = tuple(scales)
     kwargs.update(model_kwargs or {})
     kwargs.update(spec.kwargs)
@@ -113,17 +118,6 @@ def create_bench_model(
         return model.eval(), 'pretrained' if pretrained or source is not None else 'random init'
     model.load_state_dict(checkpoint_filter_fn(dict(checkpoint.state_dict), model), strict=True)
     return apply_run_data_config(model, checkpoint.args).eval(), checkpoint.weights
-
-
-def model_in_chans(model: torch.nn.Module) -> int:
-    """Input channels: the model's ``in_chans``, else its first convolution's, else its pretrained config's."""
-    in_chans = getattr(model, 'in_chans', None)
-    if isinstance(in_chans, int):
-        return in_chans
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            return m.in_channels
-    return model.pretrained_cfg.get('input_size', (3,))[0]
 
 
 def data_overrides(model: torch.nn.Module, dataset: str, overrides: Dict[str, Any]) -> Dict[str, Any]:
@@ -147,12 +141,58 @@ def bench_data_config(model: torch.nn.Module, resolution: int, dataset: str, **o
     return match_channels(config, model_in_chans(model), explicit=list(overrides))
 
 
-def served_scale(model: torch.nn.Module, resolution: int) -> int:
-    """The training scale an SCT model's S-BN layers use for a square input of side ``resolution`` (eval mode).
+def model_kwargs_from_checkpoint(name: str, checkpoint: Checkpoint) -> Dict[str, Any]:
+    """``timm.create_model`` kwargs a checkpoint implies: its run's args, then its classifier and stem shapes.
 
-    Asks the layer itself (`ScaleSpecificBatchNorm2d.select_resolution`), so this answer follows the layer's rule,
-    decision stride included; with ``policy='interpolate'`` between scales it is the upper scale of the blend.
+    The shapes win over the args (they are what the weights are); ``scales`` and ``scale_policy`` are passed only to
+    SCT models.
     """
-    layer = sbn_layers(model)[0]
-    lo, hi, t = layer.select_resolution(resolution)
-    return layer.scales[lo] if t == 0.0 else layer.scales[hi]
+    args = checkpoint.args
+    kwargs: Dict[str, Any] = {}
+    if isinstance(args.get('model_kwargs'), dict):
+        kwargs.update(args['model_kwargs'])
+    for key in ('num_classes', 'in_chans'):
+        if args.get(key) is not None:
+            kwargs[key] = args[key]
+    if is_sct(name) and args.get('norm', 'sbn') == 'sbn':
+        for key in ('scales', 'scale_policy'):
+            if args.get(key) is not None:
+                kwargs[key] = args[key]
+    cfg = get_pretrained_cfg(name) or get_pretrained_cfg(_arch(name))
+    if cfg is not None:
+        state = checkpoint.state_dict
+        head = state.get(f'{cfg.classifier}.weight') if isinstance(cfg.classifier, str) else None
+        if head is not None and head.dim() >= 2:
+            kwargs['num_classes'] = head.shape[0]
+        stem = state.get(f'{cfg.first_conv}.weight') if isinstance(cfg.first_conv, str) else None
+        if stem is not None and stem.dim() == 4:
+            kwargs['in_chans'] = stem.shape[1]
+    return kwargs
+
+
+def create_model_from_checkpoint(
+        name: str,
+        checkpoint: Union[str, Path, Checkpoint],
+        use_ema: bool = False,
+        **kwargs,
+) -> torch.nn.Module:
+    """``timm.create_model(name)`` shaped by the checkpoint (`model_kwargs_from_checkpoint`, overridden by
+    ``kwargs``), with every weight loaded strictly: a partial fit is an error, not a silently random layer, and the
+    run's preprocessing in its ``pretrained_cfg`` (`apply_run_data_config`).
+
+    Plain BatchNorm weights load into S-BN models (every scale starts from them), as timm's pretrained path does.
+    """
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = read_checkpoint(checkpoint, use_ema=use_ema)
+    if not timm.is_model(_arch(name)):
+        raise CLIError(f'unknown model {name!r}: not in timm\'s registry (import sct_timm for the sct_* models)')
+    model_kwargs = {**model_kwargs_from_checkpoint(name, checkpoint), **kwargs}
+    try:
+        model = timm.create_model(name, pretrained=False, **model_kwargs)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise CLIError(f'cannot build {name} with {model_kwargs}: {one_line(e)}') from None
+    try:
+        model.load_state_dict(checkpoint_filter_fn(dict(checkpoint.state_dict), model), strict=True)
+    except (RuntimeError, ValueError) as e:
+        raise CLIError(f'{checkpoint.path}: does not fit {name} ({model_kwargs}): {one_line(e)}') from None
+    return apply_run_data_config(model, checkpoint.args)

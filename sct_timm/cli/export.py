@@ -20,18 +20,18 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from timm.utils import ParseKwargs
 
-from .bench.environment import collect_environment
-from .bench.models import ModelSpec, check_model_spec, create_bench_model, model_in_chans, parse_model_spec
-from .bench.sweep import resolve_scales_arg
-from .checkpoint import read_run_args
-from .convert import get_scales, sbn_layers
-from .datasets import is_fmnist, resolve_image_mode
-from .export import (
-    DEFAULT_ATOL, FILE_SUFFIXES, FORMATS, ExportCheckError, check_dynamic_scriptable, example_input,
+from ..bench.environment import collect_environment
+from ..bench.sweep import resolve_scales_arg
+from ..build import ModelSpec, check_model_spec, create_model_from_spec, parse_model_spec
+from ..checkpoint import read_run_args
+from ..convert import get_scales, model_in_chans, sbn_layers
+from ..datasets import is_fmnist, resolve_image_mode
+from ..export import (
+    DEFAULT_ATOL, FORMATS, ExportCheckError, check_dynamic_scriptable, example_input,
     export_dynamic_torchscript, export_resolution, file_stem, min_resolution,
 )
-from .quantize import calibration_batches, open_calibration_data
-from .utils import USER_ERRORS, CLIError, ListAction, atomic_write_text, cli_main, one_line, setup_logging
+from ..quantize import calibration_batches, open_calibration_data
+from ..utils import USER_ERRORS, CLIError, ListAction, atomic_write_text, one_line, run_command
 
 __all__ = ['PROG', 'MANIFEST', 'Manifest', 'build_parser', 'build_model', 'preprocessing', 'run', 'main']
 
@@ -144,7 +144,7 @@ def build_model(args: argparse.Namespace, spec: ModelSpec) -> torch.nn.Module:
     kwargs.update(args.model_kwargs)
     torch.manual_seed(args.seed)
     try:
-        model, _ = create_bench_model(spec, args.dataset, kwargs, scales, pretrained=args.pretrained,
+        model, _ = create_model_from_spec(spec, args.dataset, kwargs, scales, pretrained=args.pretrained,
                                       use_ema=args.use_ema)
     except (CLIError, *USER_ERRORS) as e:
         raise CLIError(f'cannot build model {spec.name}: {one_line(e)}') from None
@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> List[Path]:
     for resolution in resolutions if formats else []:
         example = example_input(in_chans, resolution, args.batch_size, args.seed)
         for fmt in formats:
-            path = output / f'{stem}_r{resolution}{FILE_SUFFIXES[fmt]}'
+            path = output / f'{stem}_r{resolution}{FORMATS[fmt].suffix}'
             try:
                 batches = _calibration_batches(args, model, data, resolution) if fmt == 'int8' else None
                 entry = export_resolution(model, fmt, resolution, path, example, batches, args.opset, args.atol)
@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> List[Path]:
             _logger.info(f"wrote {path} ({fmt}, {resolution} px, scale {entry['served_scale']}): max abs diff "
                          f"{check['max_abs_diff']:.3g}{extra}")
     if args.dynamic:
-        path = output / f'{stem}_dynamic{FILE_SUFFIXES["torchscript"]}'
+        path = output / f'{stem}_dynamic{FORMATS["torchscript"].suffix}'
         sides = sorted({*get_scales(model), *resolutions, min_resolution(model)}, reverse=True)
         examples = [example_input(in_chans, r, args.batch_size, args.seed) for r in sides]
         try:
@@ -284,11 +284,9 @@ def run(args: argparse.Namespace) -> List[Path]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    setup_logging()
     for name in ('onnx_ir', 'onnxscript'):  # the ONNX exporter's optimiser logs every pass at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
-    args = build_parser().parse_args(argv)
-    return cli_main(PROG, lambda: run(args))
+    return run_command(PROG, build_parser().parse_args, run, argv)
 
 
 if __name__ == '__main__':

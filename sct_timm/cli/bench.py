@@ -1,4 +1,4 @@
-"""``sct-bench``: the resolution sweep's command line (also ``python -m sct_timm.bench.sweep_cli``).
+"""``sct-bench``: the resolution sweep's command line (also ``python -m sct_timm.cli.bench``).
 
 Bad input is one ``sct-bench: error: ...`` line and exit status 2; rows measured before an error stay written.
 """
@@ -14,15 +14,15 @@ import torch
 from timm.utils import ParseKwargs
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ..bench.environment import collect_environment, resolve_device
+from ..bench.plots import plot_results
+from ..bench.sweep import GMACS_UNIT, resolve_scales_arg, run_sweep
+from ..build import ModelSpec, check_model_spec, parse_model_spec
 from ..checkpoint import read_run_args
 from ..datasets import create_dataset
 from ..precision import resolve_amp_dtype
-from ..utils import USER_ERRORS, CLIError, ListAction, cli_main, one_line, setup_logging
-from .environment import collect_environment, resolve_device
-from .models import ModelSpec, check_model_spec, parse_model_spec
-from .plots import plot_results
-from .results import ResultsWriter, record_status
-from .sweep import GMACS_UNIT, resolve_scales_arg, run_sweep
+from ..results.files import ResultsWriter, record_status
+from ..utils import USER_ERRORS, CLIError, ListAction, one_line, run_command
 
 __all__ = ['PROG', 'build_parser', 'parse_args', 'run', 'main']
 
@@ -223,9 +223,7 @@ def run(args: argparse.Namespace) -> ResultsWriter:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    setup_logging()
-    _, args = parse_args(argv)
-    return cli_main(PROG, lambda: run(args))
+    return run_command(PROG, lambda argv: parse_args(argv)[1], run, argv)
 
 
 if __name__ == '__main__':

@@ -21,17 +21,17 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from .bench.models import model_in_chans
-from .calibrate import calibrate
-from .checkpoint import create_model_from_checkpoint, read_checkpoint
-from .convert import get_scales
-from .datasets import FMNIST_DIR, create_dataset, is_fmnist, resolve_image_mode
-from .evaluate import create_sample_loader
-from .layers import is_sbn
-from .quantize import calibration_data_config
-from .scale_collection import INTERPOLATION_MODES, JITTER_DISTRIBUTIONS
-from .scales import resolve_scales
-from .utils import USER_ERRORS, CLIError, ListAction, atomic_write_bytes, cli_main, one_line, setup_logging
+from ..build import create_model_from_checkpoint
+from ..calibrate import calibrate
+from ..checkpoint import read_checkpoint
+from ..convert import get_scales, model_in_chans
+from ..datasets import FMNIST_DIR, create_dataset, is_fmnist, resolve_image_mode
+from ..evaluate import create_sample_loader
+from ..layers import is_sbn
+from ..quantize import calibration_data_config
+from ..scale_collection import INTERPOLATION_MODES, JITTER_DISTRIBUTIONS
+from ..scales import resolve_scales
+from ..utils import USER_ERRORS, CLIError, ListAction, atomic_write_bytes, one_line, run_command
 
 __all__ = ['build_parser', 'main']
 
@@ -142,9 +142,7 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    return cli_main(PROG, lambda: run(args))
+    return run_command(PROG, build_parser().parse_args, run, argv)
 
 
 if __name__ == '__main__':

@@ -15,11 +15,15 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import yaml
 from timm.utils import ParseKwargs
 
-from .scale_collection import INTERPOLATION_MODES, JITTER_DISTRIBUTIONS
-from .task import DISTILL_TEACHERS, SCALE_BACKWARD_MODES
-from .utils.cli import ListAction, parse_list
+from ..scale_collection import INTERPOLATION_MODES, JITTER_DISTRIBUTIONS
+from ..scales import SCALE_POLICIES, SCALE_PRESETS
+from ..task import DISTILL_TEACHERS, SCALE_BACKWARD_MODES
+from ..utils.cli import ListAction, parse_list
 
-__all__ = ['build_parser', 'parse_args', 'args_to_yaml']
+__all__ = ['build_parser', 'parse_args', 'args_to_yaml', 'RUNTIME_FIELDS']
+
+# fields set at run time, left out of args.yaml (a config must not pin a rank, a device index or a world size)
+RUNTIME_FIELDS = ('config', 'device', 'distributed', 'world_size', 'rank', 'local_rank', 'prefetcher')
 
 
 def _size_or_preset(text: str) -> Union[int, str]:
@@ -97,10 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group('Scale Calibrated Training')
     group.add_argument('--scales', action=ListAction, type=_size_or_preset, metavar='SIZE',
                        help='training resolutions, largest first: sizes (space- or comma-separated, e.g. 64 32) or a '
-                            'preset (sct_a, sct_dense, sct_fmnist); default: the pretrained tag\'s, else sct_fmnist '
+                            f'preset ({", ".join(SCALE_PRESETS)}); default: the pretrained tag\'s, else sct_fmnist '
                             'for fmnist, else sct_a')
     group.add_argument('--scale-weights', action=ListAction, type=float, metavar='W', help='loss weight per scale '
                        '(alpha_i), space- or comma-separated, normalised to sum to one; default: 1/M each')
+    group.add_argument('--scale-policy', choices=sorted(SCALE_POLICIES), default=None,
+                       help='how the trained model serves sizes between its scales (evaluation only; training '
+                            'always uses the nearest scale): default: the model\'s own, nearest')
     group.add_argument('--scale-interpolation', default='bilinear', choices=INTERPOLATION_MODES,
                        help='resize mode of the scale collection (default: bilinear, as the paper)')
     group.add_argument('--scale-antialias', action='store_true', help='antialias when downsizing the collection')

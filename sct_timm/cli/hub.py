@@ -1,4 +1,5 @@
-"""``sct-hub``: the command line over `sct_timm.hub` (stage, verify, mirror, publish, cards, cfg).
+"""``sct-hub`` (also ``python -m sct_timm.hub``): the command line over `sct_timm.hub` (stage, verify, mirror,
+publish, cards, cfg).
 
 Only argument parsing and dispatch live here; every sub-command is one library call. Bad input is a `CLIError`:
 one ``sct-hub: error: ...`` line on stderr and exit status 2, like argparse's own usage errors.
@@ -11,14 +12,14 @@ from typing import List, Optional, Sequence
 from huggingface_hub import constants as hf_constants
 from tqdm.auto import tqdm
 
-from ..utils import CLIError, ListAction, cli_main, setup_logging
-from .cards import write_model_cards
-from .files import HUB_ORG, STORAGE_DTYPES, find_staged
-from .hf_cache import mirror
-from .load import verify
-from .registry import cfg_lines
-from .staging import stage
-from .upload import publish
+from ..hub.cards import write_model_cards
+from ..hub.files import HUB_ORG, STORAGE_DTYPES, find_staged
+from ..hub.hf_cache import mirror
+from ..hub.load import verify
+from ..hub.registry import cfg_lines
+from ..hub.staging import stage
+from ..hub.upload import publish
+from ..utils import CLIError, ListAction, run_command
 
 __all__ = ['PROG', 'build_parser', 'main']
 
@@ -121,6 +122,8 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``sct-hub`` entry point, callable in-process with ``argv``; returns the exit status (2: bad input)."""
-    args = build_parser().parse_args(argv)
-    setup_logging()
-    return cli_main(PROG, lambda: run(args))
+    return run_command(PROG, build_parser().parse_args, run, argv)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

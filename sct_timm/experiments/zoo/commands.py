@@ -1,0 +1,52 @@
+"""The subprocess commands of the zoo: ``sct-train`` of a row, ``sct-bench`` of its checkpoint, of its staged float16
+weights and (``--check``) of its tag through ``pretrained=True``, and ``sct-hub stage``."""
+import argparse
+from pathlib import Path
+from typing import List
+
+from .. import runs
+from .plan import SEED, Row, budget, run_dir, stored_sweep_path, sweep_path, test_samples
+
+__all__ = ['train_command', 'sweep_command', 'stage_command', 'stored_sweep_command', 'check_command']
+
+
+
+def train_command(row: Row, args: argparse.Namespace) -> List[str]:
+    samples, epochs = budget(row, args)
+    return runs.train_command(row.config, [*row.flags, '--seed', str(SEED)], run_dir(row, args), samples,
+                              args.val_samples, epochs=epochs, device=args.device)
+
+
+def sweep_command(row: Row, args: argparse.Namespace) -> List[str]:
+    return runs.sweep_command(f'{row.model}={runs.checkpoint(run_dir(row, args))}', row.name, args.test_sizes,
+                              sweep_path(row, args).parent, '--dataset', runs.DATASET, *runs.EVAL_FLAGS,
+                              '--device', args.device, '--num-samples', str(test_samples(row, args)))
+
+
+def stage_command(row: Row, args: argparse.Namespace, probe: bool = False) -> List[str]:
+    """``sct-hub stage`` of an SCT row in float16: the final folder, or (``probe``) a bare one for the stored sweep."""
+    folder = run_dir(row, args)
+    cmd = runs.module_command(runs.HUB, 'stage', str(runs.checkpoint(folder)), '--tag', args.tag,
+                              '--train-args', str(folder / 'args.yaml'), '--dtype', 'float16')
+    if probe:
+        return cmd + ['--output', str(folder / 'stored'), '--force']
+    return cmd + ['--results', str(stored_sweep_path(row, args)), '--comparison', str(folder / 'comparison.json'),
+                  '--plot', str(folder / 'accuracy_vs_resolution.png'), '--hub-dir', str(args.hub_dir)]
+
+
+def stored_sweep_command(row: Row, args: argparse.Namespace) -> List[str]:
+    """``sct-bench`` of the float16 weights as staged, through timm's ``local-dir:`` loader and their own data config
+    (a user's path), with batch-1 CPU latency and GMACs for the card."""
+    return runs.module_command(
+        runs.BENCH, '--model', f"local-dir:{run_dir(row, args) / 'stored'}", '--label', f'{row.model}.{args.tag}',
+        '--dataset', runs.DATASET, '--resolutions', *map(str, args.test_sizes), '--num-samples',
+        str(test_samples(row, args)), '--device', args.device, '--latency-runs', '30', '--throughput-batch-size', '0',
+        '--no-plots', '--output', str(stored_sweep_path(row, args).parent))
+
+
+def check_command(row: Row, args: argparse.Namespace, samples: int) -> List[str]:
+    """``sct-bench`` of a zoo tag by registry name with ``--pretrained``: timm's own Hub path, as a user loads it."""
+    return runs.module_command(
+        runs.BENCH, '--model', f'{row.model}.{args.tag}', '--pretrained', '--dataset', runs.DATASET, '--resolutions',
+        *map(str, args.test_sizes), '--num-samples', str(samples), '--device', args.device, '--latency-runs', '0',
+        '--throughput-batch-size', '0', '--no-plots', '--output', str(Path(args.check_output) / row.arch))

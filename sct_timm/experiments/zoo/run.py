@@ -1,0 +1,112 @@
+"""Running the zoo's rows: train, sweep and stage each, skipping what is done, or (``--dry-run``) print what would run.
+
+Runs resume: a row whose sweep finished is done; a row whose ``last.pth.tar`` reached the final epoch is only swept; a
+partial one continues with ``--resume`` from its per-epoch checkpoint; a staged folder is not staged again.
+"""
+import argparse
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import Sequence
+
+from ..runs import run_logged, train_logged, wall_seconds
+from .commands import stage_command, stored_sweep_command, sweep_command, train_command
+from .plan import (
+    KINDS, Row, print_budget, run_dir, staged_dir, stored_sweep_path, stored_swept, sweep_path, swept, trained,
+    trained_budget,
+)
+from .report import collect, plot
+
+__all__ = ['train_row', 'sweep_row', 'comparison_doc', 'stage_row', 'run_rows', 'dry_run']
+
+
+def train_row(row: Row, args: argparse.Namespace) -> None:
+    """Train (or resume) a row unless it reached its final epoch; its wall time adds up over resumed invocations."""
+    if trained(row, args):
+        return
+    train_logged(train_command(row, args), run_dir(row, args), cwd=args.root)
+
+
+def sweep_row(row: Row, args: argparse.Namespace) -> None:
+    if swept(row, args) is None:
+        run_logged(sweep_command(row, args), sweep_path(row, args).parent / 'sweep.log', cwd=args.root)
+
+
+def comparison_doc(row: Row, args: argparse.Namespace) -> dict:
+    """``comparison.json`` of an SCT row: its float32 sweep, and each dedicated model's sweep, budget and wall time."""
+    def run(kind: str) -> dict:
+        other = Row(row.arch, kind)
+        samples, epochs = trained_budget(other, args)
+        return {'label': other.name, 'train_samples': samples, 'epochs': epochs,
+                'train_wall_seconds': wall_seconds(run_dir(other, args))}
+
+    env = json.loads(stored_sweep_path(row, args).read_text())['environment']
+    hardware = (f"{env['cpu']} ({os.cpu_count()} cores; {env['device']}, {env['threads']} threads), torch "
+                f"{env['torch']}, timm {env['timm']}: training and sweeps by benchmarks/zoo.py"
+                + (f'; {args.hardware_note}' if args.hardware_note else ''))
+    dedicated = [dict(run(kind), model=Row(row.arch, kind).model, train_size=Row(row.arch, kind).scales[0],
+                      results=swept(Row(row.arch, kind), args)) for kind in KINDS if kind != 'sct']
+    return {'hardware': hardware, 'sct': dict(run('sct'), float32=swept(row, args)), 'dedicated': dedicated}
+
+
+def stage_row(row: Row, args: argparse.Namespace) -> None:
+    """Stage one SCT model with its card's files: the float16 weights' own sweep, the comparison and the plot.
+
+    The weights are first staged bare in the run folder and swept there as a user loads them (``local-dir:``), then
+    staged into ``--hub-dir`` with that sweep; both stages write the same float16 tensors from the same checkpoint.
+    """
+    if (staged_dir(row, args) / 'config.json').is_file():
+        return
+    rows = [Row(row.arch, kind) for kind in KINDS]
+    missing = [other.name for other in rows if not trained(other, args) or swept(other, args) is None]
+    if missing:
+        raise SystemExit(f"zoo: cannot stage {row.name}: {', '.join(missing)} not trained and swept yet "
+                         f"(run the zoo first)")
+    folder = run_dir(row, args)
+    if not stored_swept(row, args):
+        run_logged(stage_command(row, args, probe=True), folder / 'stage.log', cwd=args.root)
+        run_logged(stored_sweep_command(row, args), stored_sweep_path(row, args).parent / 'sweep.log', cwd=args.root)
+    (folder / 'comparison.json').write_text(json.dumps(comparison_doc(row, args), indent=2) + '\n')
+    stored = json.loads(stored_sweep_path(row, args).read_text())['results']
+    table = collect(args)[row.arch]
+    table['sct'] = {int(r['resolution']): {'top1': r['top1']} for r in stored}
+    plot(row.arch, table, folder / 'accuracy_vs_resolution.png')
+    run_logged(stage_command(row, args), folder / 'stage.log', cwd=args.root)
+    _check_same_weights(folder / 'stored', staged_dir(row, args))
+
+
+def _check_same_weights(probe: Path, staged: Path) -> None:
+    from safetensors.torch import load_file
+    a, b = load_file(str(probe / 'model.safetensors')), load_file(str(staged / 'model.safetensors'))
+    if a.keys() != b.keys() or any(not a[k].equal(b[k]) for k in a):
+        raise SystemExit(f'zoo: {staged} holds other weights than the swept {probe}')
+
+
+def run_rows(rows: Sequence[Row], args: argparse.Namespace) -> None:
+    """Train and (unless ``--train-only``) sweep every row whose sweep is not finished."""
+    for row in rows:
+        if swept(row, args) is not None:
+            continue  # measured: the sweep stands for the run
+        train_row(row, args)
+        if not args.train_only:
+            sweep_row(row, args)
+
+
+def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
+    """Print what this invocation would run, then the projected budget of every selected row (done or not)."""
+    for row in rows:
+        if args.stage:
+            if row.kind == 'sct' and not (staged_dir(row, args) / 'config.json').is_file():
+                commands = [] if stored_swept(row, args) else [stage_command(row, args, probe=True),
+                                                               stored_sweep_command(row, args)]
+                for cmd in commands + [stage_command(row, args)]:
+                    print('$', shlex.join(cmd))
+            continue
+        if args.report_only or swept(row, args) is not None:
+            continue
+        if not trained(row, args):
+            print('$', shlex.join(train_command(row, args)))
+        if not args.train_only:
+            print('$', shlex.join(sweep_command(row, args)))
+    print_budget(rows, args)

@@ -1,0 +1,111 @@
+"""Model cards and MODEL_CARDS.md, rendered from staged files alone: measured tables, legacy results files, and the
+comparison with dedicated models (``comparison.json``)."""
+import argparse
+import json
+from pathlib import Path
+
+from sct_timm import hub
+from sct_timm.cli.hub import main as hub_main
+from sct_timm.results.files import load_results
+
+from hub_helpers import ARCH, NAME, REPO_ID, ROOT, SCALES, STAGED_FILES, TAG, TOP1, cli_error, copy_staged
+
+
+# --- MODEL_CARDS.md ---------------------------------------------------------------------------------------------------
+
+def test_cards_generator(staged, tmp_path):
+    output = tmp_path / 'MODEL_CARDS.md'
+    hub_main(['cards', '--hub-dir', str(staged.parent), '--output', str(output)])
+    text = output.read_text()
+    assert f'## {NAME}' in text and f'[{REPO_ID}](https://huggingface.co/{REPO_ID})' in text
+    assert '| Fashion-MNIST | 64, 32 | 64: 91.23, 32: 80.42 |' in text
+    assert '| `epochs` | 4 |' in text and '| `sched` | cosine |' in text
+    for resolution, top1 in TOP1.items():
+        assert f'| {resolution} | {"yes" if resolution in SCALES else "no"} | {top1:.2f} |' in text
+    empty = tmp_path / 'empty_hub'
+    empty.mkdir()
+    hub_main(['cards', '--hub-dir', str(empty), '--output', str(output)])
+    assert 'No weights are staged yet' in output.read_text()
+
+
+def test_committed_model_cards_is_generated(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert hub.render_cards('hub', 'MODEL_CARDS.md') == (ROOT / 'MODEL_CARDS.md').read_text()
+
+
+def test_gmacs_column_reads_results_written_before_the_rename(staged, trained, tmp_path):
+    """Results files from before ``gflops`` was renamed ``gmacs`` (it always held multiply-adds) still fill GMACs."""
+    doc = json.loads(trained.results.read_text())
+    for row in doc['results']:
+        row.pop('gmacs', None)  # a file from before the rename has only the old key
+        row['gflops'] = 0.15
+    legacy = tmp_path / 'legacy.json'
+    legacy.write_text(json.dumps(doc))
+    rows = load_results(legacy, ARCH)['results']
+    assert all(r['gmacs'] == 0.15 and 'gflops' not in r for r in rows)
+    folder = copy_staged(staged, tmp_path / 'hub')
+    (folder / 'results.json').write_text(json.dumps({**doc, 'results': doc['results'][:3]}))
+    assert all(r['gmacs'] == 0.15 for r in hub.staged_info(folder)['results'])
+    text = hub.render_cards(folder.parent)
+    assert '| GMACs |' in text and '| 0.150 |' in text and 'GFLOPs' not in text
+
+
+# --- beside dedicated models (comparison.json) ------------------------------------------------------------------------
+
+def _comparison(trained: argparse.Namespace, path: Path) -> Path:
+    float32 = [{'resolution': r, 'top1': t + (0.05 if r == 48 else 0.0), 'top5': 99.5} for r, t in TOP1.items()]
+    dedicated = [
+        {'label': 'r64', 'model': 'resnet18', 'train_size': 64, 'train_samples': 1000, 'epochs': 4,
+         'train_wall_seconds': 90.0, 'results': [{'resolution': 64, 'top1': 92.0, 'top5': 99.0},
+                                                 {'resolution': 48, 'top1': 70.0, 'top5': 95.0},
+                                                 {'resolution': 32, 'top1': 30.0, 'top5': 70.0}]},
+        {'label': 'r32', 'model': 'resnet18', 'train_size': 32, 'train_samples': 1000, 'epochs': 4,
+         'train_wall_seconds': None, 'results': [{'resolution': 48, 'top1': 88.0, 'top5': 99.0},
+                                                 {'resolution': 32, 'top1': 80.0, 'top5': 98.0}]},
+    ]
+    path.write_text(json.dumps({'hardware': 'test CPU (2 cores)', 'sct': {
+        'label': 'sct', 'train_samples': 1000, 'epochs': 4, 'train_wall_seconds': 240.0, 'float32': float32},
+        'dedicated': dedicated}))
+    return path
+
+
+def _png(path: Path) -> Path:
+    from PIL import Image
+    Image.new('RGB', (4, 4)).save(path)
+    return path
+
+
+def test_card_shows_weights_beside_dedicated_models(trained, tmp_path):
+    folder = hub.stage(trained.checkpoint, TAG, results=trained.results, results_model=ARCH, dtype='float16',
+                       comparison=_comparison(trained, tmp_path / 'comparison.json'), plot=_png(tmp_path / 'p.png'),
+                       hub_dir=tmp_path / 'hub')
+    assert hub.staged_files(folder) == sorted(STAGED_FILES + ['accuracy_vs_resolution.png', 'comparison.json'])
+    card = (folder / 'README.md').read_text()
+    assert '## Beside dedicated models' in card
+    assert ('| Resolution (px) | SCT (float16 weights) top-1 / top-5 | float32 checkpoint top-1 | `resnet18` trained '
+            'at 64 | `resnet18` trained at 32 | SCT - best dedicated |') in card
+    # 48 px (not a training scale here): SCT 87.65, the best dedicated model there is the 32-px one (88.00)
+    assert '| 48 | 87.65 / 99.50 | 87.70 | 70.00 / 95.00 | 88.00 / 99.00 | -0.35 |' in card
+    assert '| **64** | 91.23 / 99.50 | 91.23 | 92.00 / 99.00 | - | -0.77 |' in card
+    assert 'at each training scale, at or above the model trained there: -0.77 (64 px), **missed by 0.77**' in card
+    assert 'within 0.1 points of the float32 checkpoint at every size: +0.05 (48 px), met' in card
+    assert '| `sct_resnet18` (SCT) | 64, 32 | 1,000 x 4 | 4.0 |' in card
+    assert '| `resnet18` | 32 | 1,000 x 4 | - |' in card
+    assert 'Hardware: test CPU (2 cores).' in card and '](accuracy_vs_resolution.png)' in card
+    index = hub.render_cards(folder.parent, 'MODEL_CARDS.md')
+    assert '### Beside dedicated models' in index and f'{folder.parent}/{NAME}/accuracy_vs_resolution.png' in index
+
+
+def test_stage_refuses_bad_comparison_or_plot(trained, tmp_path):
+    bad = tmp_path / 'bad.json'
+    bad.write_text(json.dumps({'hardware': 'x', 'sct': {'label': 's', 'train_samples': 1, 'epochs': 1,
+                                                         'float32': [{'resolution': 64, 'top1': 1.0}]}}))
+    out = tmp_path / 'hub'
+    assert cli_error(['stage', trained.checkpoint, '--tag', TAG, '--comparison', bad, '--hub-dir', out]) == \
+        f'sct-hub: error: {bad}: "dedicated" needs at least one model'
+    not_png = tmp_path / 'plot.png'
+    not_png.write_text('text')
+    good = _comparison(trained, tmp_path / 'comparison.json')
+    assert cli_error(['stage', trained.checkpoint, '--tag', TAG, '--comparison', good, '--plot', not_png,
+                   '--hub-dir', out]) == f'sct-hub: error: {not_png}: not a PNG image'
+    assert not out.exists()
