@@ -13,11 +13,11 @@ from timm.models import get_model_traits
 from torch import nn
 
 from .layers import ScaleSpecificBatchNorm2d, bn_from_sbn, expand_bn_state_dict, is_sbn, sbn_from_bn
-from .scales import decision_stride, resolve_scales, scale_ranges, validate_scales
+from .scales import decision_stride, resolve_scales, scale_ranges, smallest_input_text, validate_scales
 
 __all__ = [
     'convert_to_sbn', 'fuse_scale', 'checkpoint_filter_fn', 'get_scales', 'get_scale_ranges', 'get_network_stride',
-    'probe_bn_strides', 'sbn_layers', 'served_scale', 'model_in_chans',
+    'get_min_resolution', 'probe_bn_strides', 'sbn_layers', 'served_scale', 'model_in_chans',
 ]
 
 _PROBE_SIZES = (512, 1024)
@@ -191,6 +191,11 @@ def get_network_stride(model: nn.Module) -> int:
     return _first_sbn(model).network_stride
 
 
+def get_min_resolution(model: nn.Module) -> int:
+    """The smallest input side an S-BN model serves: its decision stride (the network stride for sets decided there)."""
+    return _first_sbn(model).decision_stride
+
+
 def fuse_scale(model: nn.Module, resolution: int) -> nn.Module:
     """A copy of ``model`` with every S-BN replaced by plain BatchNorm holding the statistics for ``resolution``.
 
@@ -201,9 +206,9 @@ def fuse_scale(model: nn.Module, resolution: int) -> nn.Module:
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution <= 0:
         raise ValueError(f'resolution must be a positive int (square side, px), got {resolution!r}')
     first = _first_sbn(model)
-    if resolution < first.network_stride:
+    if resolution < first.decision_stride:
         raise ValueError(
-            f'cannot serve {resolution} px: below the network stride {first.network_stride} px, the smallest input')
+            f'cannot serve {resolution} px: below {smallest_input_text(first.decision_stride, first.network_stride)}')
     fused = copy.deepcopy(model)
     for parent in list(fused.modules()):
         for child_name, child in list(parent.named_children()):

@@ -4,8 +4,10 @@ Fashion-MNIST (Xiao et al., arXiv:1708.07747) is the real image data set every m
 ``apt-get install dataset-fashion-mnist`` puts the four original ``*-ubyte.gz`` files in
 ``/usr/share/datasets/fashion-mnist``. timm's ``torch/fashion_mnist`` wants torchvision's extracted folder layout,
 so a small reader here serves the files as they are installed. Images are single-channel PIL images (``in_chans=1``,
-with the mean/std below); Fashion-MNIST has no validation split, so ``validation``/``test`` both name its
-10,000-image test set.
+with the mean/std below). Fashion-MNIST has no validation split: ``validation``/``test`` both name its 10,000-image
+test set, and ``train_holdout`` is a fixed, class-balanced 5,000 of the 60,000 training images (the last 500 of each
+class in file order) held out for choosing recipes and thresholds; ``train_fit`` is the other 55,000, the images a
+model is trained on when its choices are made on ``train_holdout``. ``train`` stays all 60,000.
 """
 import gzip
 import os
@@ -21,7 +23,8 @@ from .utils import CLIError
 
 __all__ = [
     'image_mode_for', 'resolve_image_mode',
-    'FMNIST_DIR', 'FMNIST_NAMES', 'FMNIST_MEAN', 'FMNIST_STD', 'FMNIST_CLASSES', 'FMNIST_TEST_IMAGES', 'FashionMNIST',
+    'FMNIST_DIR', 'FMNIST_NAMES', 'FMNIST_MEAN', 'FMNIST_STD', 'FMNIST_CLASSES', 'FMNIST_TEST_IMAGES',
+    'FMNIST_HOLDOUT_PER_CLASS', 'holdout_mask', 'FashionMNIST',
     'create_dataset',
     'is_fmnist',
 ]
@@ -34,8 +37,10 @@ FMNIST_STD = (0.3530,)
 FMNIST_CLASSES = (
     'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
 )
-FMNIST_TEST_IMAGES = 10000  # the test split, which sct-train validates on and sct-bench sweeps
-_SPLIT_PREFIX = {'train': 'train', 'validation': 't10k', 'val': 't10k', 'test': 't10k'}
+FMNIST_TEST_IMAGES = 10000  # the test split, which sct-bench sweeps for final numbers
+FMNIST_HOLDOUT_PER_CLASS = 500  # train_holdout: the last 500 training images of each class
+_SPLIT_PREFIX = {'train': 'train', 'train_fit': 'train', 'train_holdout': 'train', 'validation': 't10k', 'val': 't10k',
+                 'test': 't10k'}
 
 
 def is_fmnist(name: Optional[str]) -> bool:
@@ -87,6 +92,9 @@ class FashionMNIST(torch.utils.data.Dataset):
         labels = _read_idx(labels_path, 0x00000801)
         if len(images) != len(labels):
             raise ValueError(f'{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels')
+        if split in ('train_fit', 'train_holdout'):
+            keep = holdout_mask(labels) == (split == 'train_holdout')
+            images, labels = images[keep], labels[keep]
         if num_samples is not None:
             if num_samples <= 0:
                 raise ValueError(f'num_samples must be positive, got {num_samples}')
@@ -111,6 +119,12 @@ class FashionMNIST(torch.utils.data.Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.targets[index])
+
+
+def holdout_mask(labels: np.ndarray, per_class: int = FMNIST_HOLDOUT_PER_CLASS) -> np.ndarray:
+    """True for the last ``per_class`` samples of each class (in file order): ``train_holdout`` of the training set."""
+    from_end = _rank_within_class(labels[::-1])[::-1]
+    return from_end < per_class
 
 
 def _rank_within_class(labels: np.ndarray) -> np.ndarray:

@@ -21,13 +21,14 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import torch
 from torch import nn
 
-from .convert import fuse_scale, get_network_stride, get_scales, sbn_layers, served_scale
+from .convert import fuse_scale, get_min_resolution, get_network_stride, get_scales, sbn_layers, served_scale
+from .scales import smallest_input_text
 from .quantize import QUANT_ENGINE, quantize_int8
 from .utils import atomic_path
 
 __all__ = [
     'FORMATS', 'ExportFormat', 'ExportJob', 'Written', 'export_format', 'DEFAULT_ATOL', 'ExportCheckError',
-    'file_stem', 'min_resolution',
+    'file_stem', 'min_resolution', 'min_resolution_text',
     'plain_model', 'example_input', 'max_abs_diff', 'quiet_torchscript', 'check_dynamic_scriptable',
     'export_resolution', 'export_dynamic_torchscript',
 ]
@@ -58,13 +59,20 @@ def file_stem(label: str) -> str:
 
 
 def min_resolution(model: nn.Module) -> int:
-    """The smallest input side ``model`` serves: the network stride (an SCT model refuses anything smaller)."""
+    """The smallest input side ``model`` serves (an SCT model refuses anything smaller: `get_min_resolution`)."""
     if sbn_layers(model):
-        return get_network_stride(model)
+        return get_min_resolution(model)
     feature_info = getattr(model, 'feature_info', None)
     if isinstance(feature_info, list) and feature_info:
         return int(feature_info[-1].get('reduction', 1))
     return 1
+
+
+def min_resolution_text(model: nn.Module) -> str:
+    """`min_resolution` in words, for errors: what bounds the model's inputs from below."""
+    if sbn_layers(model):
+        return smallest_input_text(get_min_resolution(model), get_network_stride(model))
+    return f'{min_resolution(model)} px, the smallest input the model serves'
 
 
 def plain_model(model: nn.Module, resolution: int) -> nn.Module:
@@ -256,7 +264,7 @@ def export_dynamic_torchscript(
     shape: List[Optional[int]] = [int(examples[0].shape[0]), int(examples[0].shape[1]), None, None]
     return {
         'format': 'torchscript_dynamic', 'resolution': None, 'served_scale': None, 'scales': list(get_scales(model)),
-        'min_resolution': get_network_stride(model), 'input_shape': shape, 'dtype': 'float32',
+        'min_resolution': get_min_resolution(model), 'input_shape': shape, 'dtype': 'float32',
         'bytes': path.stat().st_size,
         'check': {'against': 'PyTorch eager (S-BN model)', 'runtime': 'torch.jit.load',
                   'max_abs_diff': max(diffs.values()), 'per_resolution': diffs, 'tolerance': atol},

@@ -22,7 +22,7 @@ from timm.layers import BatchNormAct2d
 from timm.models import register_notrace_module
 
 from .scales import check_scale_policy, decision_stride as find_decision_stride, deep_grid_size, scale_grid, \
-    selection_table, validate_scales
+    selection_table, smallest_input_text, validate_scales
 
 __all__ = ['ScaleSpecificBatchNorm2d', 'ScaleSpecificBatchNormAct2d', 'is_sbn']
 
@@ -89,7 +89,9 @@ class ScaleSpecificBatchNorm2d(nn.Module):
         # deciding layers see ceil(r / layer_stride) and reduce it to ceil(r / D); deeper ones follow the record
         self.decides = decision % layer_stride == 0
         self.divisor = decision // layer_stride if self.decides else layer_stride // decision
-        self.min_side = network_stride // layer_stride if self.decides else 1
+        # the smallest input served is the decision stride D: a deciding layer's map is then at least D / L wide
+        self.min_side = decision // layer_stride if self.decides else 1
+        self.floor_text = smallest_input_text(decision, network_stride)
         # only sets decided below the network stride have followers, so only they pay for (and need) the record
         self.records = self.decides and decision < network_stride
         self.eps = eps
@@ -132,7 +134,7 @@ class ScaleSpecificBatchNorm2d(nn.Module):
         if side < self.min_side:
             raise ValueError(
                 f'input too small: a {x.shape[-2]}x{x.shape[-1]} map at stride {self.layer_stride} means an input '
-                f'below the network stride of {self.network_stride} px, the smallest resolution it serves')
+                f'below {self.floor_text}')
         if self.decides:
             g = (side + self.divisor - 1) // self.divisor
             if self.records:

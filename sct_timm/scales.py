@@ -25,19 +25,25 @@ the trained range are the same for every policy. A new policy is one function re
 
 Non-square inputs use the shorter side, the side timm's eval transform resizes to the target size.
 
-Scale sets closer than the network stride (``{64, 48, 32}``, the paper's ``{320, 224, 196, 128, 96}``). Such a set
-is told apart at a finer *decision stride* ``D``: the largest ``S / 2^k`` at which every scale has its own grid size
-``ceil(s / D)`` (16 for both examples). Layers at a stride that divides ``D`` compute ``ceil(r / D)`` from their own
+Scale sets closer than the network stride (``{64, 48, 32}``, the paper's ``{320, 224, 196, 128, 96}``), or with
+scales below it (``{64, 48, 32, 24, 16}``). Such a set is told apart at a finer *decision stride* ``D``: the largest
+``S / 2^k``, not above the smallest scale, at which every scale has its own grid size ``ceil(s / D)`` (16 for both
+first examples, 8 for the third). Layers at a stride that divides ``D`` compute ``ceil(r / D)`` from their own
 input exactly as above; deeper layers, whose maps cannot tell the scales apart, follow the decision the shallower
 layers of the same forward pass made (`sct_timm.layers` keeps it per thread). For sets separated at the network stride
 ``D == S``: every layer decides alone, the rule is the one above, bit for bit.
+
+The smallest input a model serves is ``D`` (`smallest_input`): the network stride for sets decided there, below it
+for sets whose scales the network stride cannot tell apart or serve (a 16-px input of a ResNet runs, on a 1x1
+deepest map; its decision is made at stride ``D`` by the shallower layers).
 """
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = [
     'SCT_A', 'SCT_DENSE', 'SCT_FMNIST', 'SCALE_PRESETS', 'DEFAULT_SCALES', 'SCALE_POLICIES', 'ScalePolicy',
     'scale_policy', 'check_scale_policy', 'validate_scales', 'resolve_scales', 'deep_grid_size', 'scale_grid',
-    'select_scale', 'selection_table', 'decision_stride', 'scale_ranges', 'SCT_PAPER43', 'SCT_FMNIST3',
+    'select_scale', 'selection_table', 'decision_stride', 'smallest_input_text', 'scale_ranges', 'SCT_PAPER43',
+    'SCT_FMNIST3', 'SCT_FMNIST5',
 ]
 
 SCT_A: Tuple[int, ...] = (320, 224, 192, 128, 64)
@@ -55,11 +61,15 @@ SCT_PAPER43: Tuple[int, ...] = (320, 224, 196, 128, 96)
 SCT_FMNIST3: Tuple[int, ...] = (64, 48, 32)
 """Fashion-MNIST with a middle scale of its own, so 33-48 px get statistics trained for them (decided at stride 16)."""
 
+SCT_FMNIST5: Tuple[int, ...] = (64, 48, 32, 24, 16)
+"""Fashion-MNIST from 64 px down to 16 (a sixteenth of the pixels): five scales, like SCT-A, decided at stride 8."""
+
 SCALE_PRESETS = {
     'sct_a': SCT_A,
     'sct_dense': SCT_DENSE,
     'sct_fmnist': SCT_FMNIST,
     'sct_fmnist3': SCT_FMNIST3,
+    'sct_fmnist5': SCT_FMNIST5,
     'sct_paper43': SCT_PAPER43,
 }
 DEFAULT_SCALES = SCT_A
@@ -127,8 +137,8 @@ def validate_scales(scales: Sequence[int], network_stride: int = 1, min_stride: 
     """Check a scale set and return it as a descending tuple.
 
     Rejects empty, non-integer, non-positive, duplicated and unsorted sets (either sort order is accepted), and
-    with ``network_stride`` > 1, sets with a member below the stride or that no decision stride of at least
-    ``min_stride`` (the stride of the network's first BatchNorm) tells apart.
+    with ``network_stride`` > 1, sets that no decision stride of at least ``min_stride`` (the stride of the network's
+    first BatchNorm) and at most the smallest scale tells apart (`decision_stride`).
     """
     scales = list(scales)
     if not scales:
@@ -144,30 +154,40 @@ def validate_scales(scales: Sequence[int], network_stride: int = 1, min_stride: 
         raise ValueError(f'scales must be sorted (descending or ascending), got {scales}')
     scales = sorted(scales, reverse=True)
     if network_stride > 1:
-        too_small = [s for s in scales if s < network_stride]
-        if too_small:
-            raise ValueError(
-                f'scales {too_small} are below the network stride {network_stride} px: the smallest input it serves')
         decision_stride(scales, network_stride, min_stride)
     return tuple(scales)
 
 
 def decision_stride(scales: Sequence[int], network_stride: int, min_stride: int = 1) -> int:
-    """The largest stride ``network_stride / 2^k`` (not below ``min_stride``) at which every scale has its own grid
-    size; ``network_stride`` itself for sets spaced by at least the stride (the classic rule)."""
+    """The largest stride ``network_stride / 2^k``, not below ``min_stride`` and not above the smallest scale, at
+    which every scale has its own grid size; ``network_stride`` itself for sets spaced by at least the stride whose
+    smallest scale is at least the stride (the classic rule). That stride is also the smallest input served."""
     d = network_stride
+    smallest = min(scales)
     while True:
         grid = scale_grid(scales, d)
-        if len(set(grid)) == len(grid):
+        if d <= smallest and len(set(grid)) == len(grid):
             return d
         if d % 2 or d // 2 < min_stride:
             break
         d //= 2
+    if d > smallest:
+        raise ValueError(
+            f'scale {smallest} px is below the finest stride this network decides at ({d} px, its first BatchNorm '
+            f'layer\'s): the smallest scale it can serve is {d} px')
     i = next(i for i in range(len(grid) - 1) if grid[i] == grid[i + 1])
     raise ValueError(
         f'scales {scales[i]} and {scales[i + 1]} cannot be told apart by this network: both give a {grid[i]}x{grid[i]} '
         f'map even at stride {d}, the finest its BatchNorm layers allow (first one at stride {min_stride}); space '
         f'them further apart')
+
+
+def smallest_input_text(decision: int, network_stride: int) -> str:
+    """What bounds a model's inputs from below, for errors: the network stride, or the finer decision stride."""
+    if decision == network_stride:
+        return f'the network stride of {network_stride} px, the smallest input it serves'
+    return (f'{decision} px, the smallest input it serves (its scales are told apart at stride {decision}, below its '
+            f'network stride of {network_stride})')
 
 
 def deep_grid_size(resolution: int, network_stride: int) -> int:
@@ -220,9 +240,13 @@ def scale_ranges(
         network_stride: int,
         decision: Optional[int] = None,
 ) -> List[Tuple[int, int]]:
-    """``(lo, hi)`` input sides whose statistics are scale ``i``'s (scales descending), from the network stride (the
-    smallest side it serves) up to the largest scale: the range a scale's training batches may be jittered over.
-    Under a blending policy a side between two scales counts for the scale it is nearest to (the nearest rule).
+    """``(lo, hi)`` input sides whose statistics are scale ``i``'s (scales descending), up to the largest scale: the
+    range a scale's training batches may be jittered over. Under a blending policy a side between two scales counts
+    for the scale it is nearest to (the nearest rule).
+
+    The ranges start at the network stride, or at the smallest scale when that lies below the stride: the sides the
+    model serves below its smallest scale (down to the decision stride) are coarser than anything it was trained on,
+    so jitter does not draw them (and sets at or above the stride keep their ranges exactly).
     """
     scales = list(scales)
     if scales != sorted(scales, reverse=True):
@@ -231,7 +255,7 @@ def scale_ranges(
     grid = scale_grid(scales, d)
     lows: List[Optional[int]] = [None] * len(scales)
     highs: List[int] = [0] * len(scales)
-    for r in range(network_stride, max(scales) + 1):
+    for r in range(min(network_stride, min(scales)), max(scales) + 1):
         i = select_scale(grid, deep_grid_size(r, d))[0]
         if lows[i] is None:
             lows[i] = r

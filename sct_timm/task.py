@@ -57,6 +57,8 @@ class SCTClassificationTask(ClassificationTask):
         jitter_prob: Probability, per scale and step, that the scale's batch takes a side drawn from the range its
             statistics serve instead of the scale itself (0: exact scales, the paper's recipe).
         jitter_dist: How jittered sides are drawn (`JITTER_DISTRIBUTIONS`).
+        jitter_max: The largest side the largest scale's jitter draws (None: the scale itself). Sides above the
+            largest scale use its statistics; drawing them too trains the model for users with larger images.
         distill_weight: Weight ``w`` of in-step distillation: a student scale's loss is
             ``(1 - w) * criterion + w * T^2 * KL(teacher || student)`` (0: off).
         distill_temp: Temperature ``T`` of both soft distributions.
@@ -76,6 +78,7 @@ class SCTClassificationTask(ClassificationTask):
             channels_last: bool = False,
             jitter_prob: float = 0.0,
             jitter_dist: str = 'uniform',
+            jitter_max: Optional[int] = None,
             distill_weight: float = 0.0,
             distill_temp: float = 1.0,
             distill_teacher: str = 'largest',
@@ -115,7 +118,11 @@ class SCTClassificationTask(ClassificationTask):
                              "scale backward 'sum' (or the 'largest' teacher)")
         self.jitter_prob = jitter_prob
         self.jitter_dist = jitter_dist
+        if jitter_max is not None and jitter_max < self.scales[0]:
+            raise ValueError(f'scale jitter max {jitter_max} px is below the largest scale {self.scales[0]} px')
         self.scale_ranges = get_scale_ranges(model, self.scales) if jitter_prob > 0 else None
+        if self.scale_ranges and jitter_max is not None:
+            self.scale_ranges[0] = (self.scale_ranges[0][0], jitter_max)
         self.distill_weight = distill_weight
         self.distill_temp = distill_temp
         self.distill_teacher = distill_teacher

@@ -234,7 +234,7 @@ def test_sct_train_step_backward_modes_agree():
 
 
 @pytest.mark.parametrize('script', ['resolution_sweep.py', 'overhead.py', 'train_speed.py', 'zoo.py', 'ablation.py',
-                                    'conversion.py', 'bf16_pairing.py'])
+                                    'conversion.py', 'bf16_pairing.py', 'recipe_pilots.py'])
 def test_wrapper_scripts(script, monkeypatch, capsys):
     monkeypatch.setattr('sys.argv', [script, '--help'])
     with pytest.raises(SystemExit) as exc:

@@ -127,3 +127,25 @@ def test_fp16_storage_loads_as_float32(trained, tmp_path):
     assert model.layer1[0].bn1.running_mean.dtype == torch.float32
     for resolution in (64, 32):
         torch.testing.assert_close(logits(model, resolution), trained.reference[resolution], rtol=0, atol=2e-2)
+
+
+def test_nothing_staged_holds_an_absolute_path(trained, tmp_path, monkeypatch):
+    """results.json, comparison.json and args.yaml of a published card carry no folder of the training machine."""
+    monkeypatch.chdir(trained.root)  # the pipelines stage from the clone's root: paths under it become relative
+    doc = json.loads(trained.results.read_text())
+    doc['config'].update(output=str(trained.root / 'sweeps' / 'run'), models=[f'{ARCH}={trained.checkpoint}'],
+                         data_dir='/usr/share/datasets/fashion-mnist')
+    results = tmp_path / 'results.json'
+    results.write_text(json.dumps(doc))
+    args = yaml.safe_load(trained.args_yaml.read_text()) | {'output': str(trained.root / 'output'),
+                                                             'initial_checkpoint': '/elsewhere/plain/last.pth.tar'}
+    args_yaml = tmp_path / 'args.yaml'
+    args_yaml.write_text(yaml.safe_dump(args))
+    folder = hub.stage(trained.checkpoint, TAG, results=results, results_model=ARCH, train_args=args_yaml,
+                       hub_dir=tmp_path / 'hub')
+    texts = {p.name: p.read_text() for p in folder.iterdir() if p.suffix in ('.json', '.yaml', '.md')}
+    for name, text in texts.items():
+        assert str(trained.root) not in text and '/elsewhere' not in text and '/usr/share' not in text, name
+    staged_config = json.loads(texts['results.json'])['config']
+    assert staged_config['models'] == [f'{ARCH}={trained.checkpoint.name}'] and staged_config['output'] == 'sweeps/run'
+    assert yaml.safe_load(texts['args.yaml'])['initial_checkpoint'] == 'last.pth.tar'

@@ -8,8 +8,8 @@ from torch import nn
 
 import sct_timm
 from sct_timm import ScaleSpecificBatchNorm2d, select_scale
-from sct_timm.scales import SCALE_POLICIES, scale_policy
-from sct_timm.scales import deep_grid_size, resolve_scales, scale_grid, validate_scales
+from sct_timm.scales import SCALE_POLICIES, decision_stride, deep_grid_size, resolve_scales, scale_grid, scale_policy, \
+    validate_scales
 
 from helpers import randomize_scales
 
@@ -50,8 +50,11 @@ def test_scales_no_stride_tells_apart_are_rejected():
     # the first BatchNorm (stride 2 in ResNet) cannot tell apart are not
     with pytest.raises(ValueError, match='cannot be told apart'):
         validate_scales((64, 63), network_stride=32, min_stride=2)
-    with pytest.raises(ValueError, match='below the network stride'):
-        validate_scales((64, 16), network_stride=32)
+    # a scale below the network stride is served from the stride that separates it (issue: 16 px from one network)
+    assert validate_scales((64, 16), network_stride=32) == (64, 16)
+    assert decision_stride((64, 16), 32) == 16 and decision_stride((64, 48, 32, 24, 16), 32, 2) == 8
+    with pytest.raises(ValueError, match='below the finest stride'):
+        validate_scales((64, 1), network_stride=32, min_stride=2)
     with pytest.raises(ValueError, match='cannot be told apart'):
         timm.create_model('sct_resnet18', scales=(224, 223), in_chans=3, num_classes=1000)
 

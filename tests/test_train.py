@@ -113,7 +113,7 @@ def _corrupt(path: Path) -> Path:
 @pytest.mark.parametrize('extra, message', [
     (['--model', 'sct_resnet9000'], "unknown model 'sct_resnet9000'"),
     (['--model', 'resnet18', '--norm', 'sbn'], '--norm sbn needs an SCT model'),
-    (['--scales', '64,16'], '16'),
+    (['--scales', '64,1'], 'below the finest stride'),
     (['--scales', '32,64,32'], 'duplicates'),
     (['--scale-weights', '1,2,3'], 'got 3 scale weights'),
     (['--scale-weights', '0,0'], 'sum to a positive number'),

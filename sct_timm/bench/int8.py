@@ -23,7 +23,7 @@ from ..convert import model_in_chans, served_scale
 from ..datasets import create_dataset, resolve_image_mode
 from ..evaluate import create_eval_loader, evaluate
 from ..export import (
-    example_input, export_resolution, file_stem, min_resolution, quiet_torchscript,
+    example_input, export_resolution, file_stem, min_resolution, min_resolution_text, quiet_torchscript,
 )
 from ..quantize import QUANT_ENGINE, calibration_batches, calibration_data_config, open_calibration_data
 from ..results.files import RESULTS_JSON, RESULTS_MD, record_status
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         raise CLIError(one_line(e)) from None
     too_small = [r for r in args.resolutions if r < min_resolution(model)]
     if too_small:
-        raise CLIError(f'--resolutions {too_small[0]} px is below the network stride of {min_resolution(model)} px')
+        raise CLIError(f'--resolutions {too_small[0]} px is below {min_resolution_text(model)}')
     output = Path(args.output)
     model_dir = Path(args.model_dir) if args.model_dir else output / 'models'
     config = {k: v for k, v in vars(args).items() if k not in ('model',)}

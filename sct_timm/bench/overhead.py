@@ -28,9 +28,10 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from ..convert import fuse_scale, get_network_stride, served_scale
+from ..convert import fuse_scale, get_min_resolution, get_network_stride, served_scale
 from ..layers import is_sbn
 from ..scale_collection import resize_to_scales
+from ..scales import smallest_input_text
 from ..task import SCALE_BACKWARD_MODES, SCTClassificationTask
 from ..utils import CLIError
 from .timing import interleaved_times, median, round_ms
@@ -85,11 +86,12 @@ def measure_inference(
     torch.manual_seed(seed)
     sct = timm.create_model(sct_name, scales=tuple(scales), num_classes=num_classes, in_chans=in_chans)
     sct = distinct_scale_stats(sct, seed).eval().to(device)
-    stride = get_network_stride(sct)
+    smallest = get_min_resolution(sct)
     rows = []
     for resolution in resolutions:
-        if resolution < stride:
-            raise CLIError(f'{sct_name}: resolution {resolution} px is below its network stride of {stride} px')
+        if resolution < smallest:
+            raise CLIError(f'{sct_name}: resolution {resolution} px is below '
+                           f'{smallest_input_text(smallest, get_network_stride(sct))}')
         fused = fuse_scale(sct, resolution).eval()
         plain = timm.create_model(base, num_classes=num_classes, in_chans=in_chans)
         plain.load_state_dict(fused.state_dict(), strict=True)

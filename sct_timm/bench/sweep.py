@@ -23,12 +23,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..build import ModelSpec, bench_data_config, create_model_from_spec
-from ..convert import get_network_stride, get_scales, model_in_chans, sbn_layers
+from ..convert import get_scales, model_in_chans, sbn_layers
 from ..checkpoint import read_run_args
 from ..datasets import resolve_image_mode
 from ..evaluate import create_eval_loader, evaluate
 from ..results.files import ResultsWriter
-from ..scales import resolve_scales
+from ..scales import resolve_scales, smallest_input_text
 from ..utils import USER_ERRORS, CLIError, one_line
 from .timing import autocast_context, count_gmacs, measure_latency, measure_throughput
 
@@ -114,12 +114,11 @@ def _build(
             f'{spec.label} has {num_classes} classes but data set {args.dataset!r} has {len(dataset_classes)} '
             f'(set num_classes with --model-kwargs or use a matching checkpoint)')
     if sbn_layers(model):
-        stride = get_network_stride(model)
-        too_small = [r for r in args.resolutions if r < stride]
+        first = sbn_layers(model)[0]
+        too_small = [r for r in args.resolutions if r < first.decision_stride]
         if too_small:
-            raise CLIError(
-                f'{spec.label}: test resolution {too_small[0]} px is below its network stride of {stride} px, '
-                f'the smallest input it serves')
+            raise CLIError(f'{spec.label}: test resolution {too_small[0]} px is below '
+                           f'{smallest_input_text(first.decision_stride, first.network_stride)}')
     return model, weights, dataset
 
 

@@ -28,7 +28,7 @@ from ..convert import get_scales, model_in_chans, sbn_layers
 from ..datasets import is_fmnist, resolve_image_mode
 from ..export import (
     DEFAULT_ATOL, FORMATS, ExportCheckError, check_dynamic_scriptable, example_input,
-    export_dynamic_torchscript, export_resolution, file_stem, min_resolution,
+    export_dynamic_torchscript, export_resolution, file_stem, min_resolution, min_resolution_text,
 )
 from ..quantize import calibration_batches, open_calibration_data
 from ..utils import USER_ERRORS, CLIError, ListAction, atomic_write_text, one_line, run_command
@@ -161,8 +161,7 @@ def _resolutions(args: argparse.Namespace, model: torch.nn.Module) -> List[int]:
     smallest = min_resolution(model)
     too_small = [r for r in resolutions if r < smallest]
     if too_small:
-        raise CLIError(f'--resolution {too_small[0]} px is below the network stride of {smallest} px, the smallest '
-                       'input the model serves')
+        raise CLIError(f'--resolution {too_small[0]} px is below {min_resolution_text(model)}')
     return resolutions
 
 

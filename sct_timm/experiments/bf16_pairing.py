@@ -22,10 +22,7 @@ from typing import Dict, List, Optional
 
 from ..datasets import FMNIST_TEST_IMAGES
 from ..results.markdown import table as markdown_table
-from .runs import (
-    checkpoint, finished_sweep, run_in_repo, run_logged, sweep_command, sweep_file, top1_by_size, train_command,
-    train_logged, trained, wall_seconds,
-)
+from .runs import run_in_repo, sweep_run, swept_top1, train_run, wall_seconds
 
 __all__ = ['CONFIG', 'ROWS', 'SEEDS', 'TEST_SIZES', 'TOLERANCE', 'build_parser', 'train_row', 'swept', 'sweep_row',
            'report', 'main']
@@ -58,25 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train_row(name: str, args: argparse.Namespace) -> None:
-    run_dir = Path(args.output) / name
-    if trained(run_dir, args.epochs):
-        return
-    train_logged(train_command(CONFIG, ROWS[name], run_dir, args.train_samples, args.val_samples, epochs=args.epochs),
-                 run_dir)
+    train_run(CONFIG, ROWS[name], Path(args.output) / name, args.train_samples, args.val_samples, args.epochs)
 
 
 def swept(name: str, args: argparse.Namespace) -> Optional[Dict[int, float]]:
     """Top-1 per size of ``name``'s finished sweep of its checkpoint (`finished_sweep`), or None."""
-    rows = finished_sweep(sweep_file(args.results, name), checkpoint(Path(args.output) / name))
-    return None if rows is None else top1_by_size(rows)
+    return swept_top1(args.results, Path(args.output) / name, name)
 
 
 def sweep_row(name: str, args: argparse.Namespace) -> None:
-    if swept(name, args) is not None:
-        return
-    out = sweep_file(args.results, name).parent
-    run_logged(sweep_command(f'sct_resnet18={checkpoint(Path(args.output) / name)}', name, TEST_SIZES, out),
-               out / 'sweep.log')
+    if swept(name, args) is None:
+        sweep_run('sct_resnet18', args.results, Path(args.output) / name, name, TEST_SIZES)
 
 
 def report(args: argparse.Namespace) -> dict:

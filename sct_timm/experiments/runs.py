@@ -20,9 +20,9 @@ from ..results.files import RESULTS_JSON, read_json
 
 __all__ = [
     'DATASET', 'TRAIN', 'BENCH', 'HUB', 'CALIBRATE', 'module_command', 'run_in_repo', 'run_logged', 'checkpoint',
-    'epochs_done',
-    'trained', 'train_command', 'train_logged', 'WALL_TIME', 'record_wall_time', 'wall_seconds', 'EVAL_FLAGS',
-    'sweep_command', 'sweep_file', 'finished_sweep', 'top1_by_size',
+    'epochs_done', 'trained', 'train_command', 'train_logged', 'train_run', 'WALL_TIME', 'record_wall_time',
+    'wall_seconds', 'EVAL_FLAGS', 'sweep_command', 'sweep_file', 'finished_sweep', 'top1_by_size', 'swept_top1',
+    'sweep_run',
 ]
 
 DATASET = FMNIST_NAMES[0]  # the data set every pipeline trains and sweeps
@@ -194,3 +194,23 @@ def finished_sweep(path: PathLike, checkpoint_path: Optional[PathLike] = None) -
 def top1_by_size(rows: Sequence[Mapping]) -> Dict[int, float]:
     """Top-1 per test resolution of sweep rows."""
     return {int(r['resolution']): float(r['top1']) for r in rows}
+
+
+def train_run(config: str, flags: Sequence[str], run_dir: PathLike, train_samples: int, val_samples: int,
+              epochs: int) -> None:
+    """Train (or resume) ``run_dir`` with `train_command` until it reached ``epochs`` (`trained`); logged, timed."""
+    if not trained(run_dir, epochs):
+        train_logged(train_command(config, flags, run_dir, train_samples, val_samples, epochs=epochs), run_dir)
+
+
+def swept_top1(results: PathLike, run_dir: PathLike, name: str) -> Optional[Dict[int, float]]:
+    """Top-1 per size of the finished sweep ``name`` of ``run_dir``'s checkpoint (`finished_sweep`), or None."""
+    rows = finished_sweep(sweep_file(results, name), checkpoint(run_dir))
+    return None if rows is None else top1_by_size(rows)
+
+
+def sweep_run(model: str, results: PathLike, run_dir: PathLike, name: str, sizes: Sequence[int], *flags: str) -> None:
+    """Sweep ``run_dir``'s checkpoint of architecture ``model`` at ``sizes`` into the sweep ``name`` (`sweep_file`),
+    logged beside it."""
+    out = sweep_file(results, name).parent
+    run_logged(sweep_command(f'{model}={checkpoint(run_dir)}', name, sizes, out, *flags), out / 'sweep.log')

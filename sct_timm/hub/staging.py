@@ -34,7 +34,7 @@ from .files import (
 )
 from .load import verify
 
-__all__ = ['stage']
+__all__ = ['stage', 'portable_paths']
 
 _logger = logging.getLogger(__name__)
 
@@ -84,6 +84,30 @@ def _data_config(
         interpolation=interpolation or _arg(args, 'interpolation') or base['interpolation'],
         num_classes=model.num_classes,
     )
+
+
+def _portable_path(text: str, root: Path) -> str:
+    path = Path(text)
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+
+
+def portable_paths(value: Any, root: Optional[Path] = None) -> Any:
+    """``value`` (a JSON/YAML document) with every absolute path made portable, for files that get published: a path
+    under ``root`` (default: the current directory, where the pipelines run) becomes relative to it, any other keeps
+    only its file name; ``NAME=/path`` model specs keep their name. A card must not carry the folders of the machine
+    that trained its weights."""
+    root = (root or Path.cwd()).resolve()
+    if isinstance(value, dict):
+        return {k: portable_paths(v, root) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable_paths(v, root) for v in value]
+    if isinstance(value, str):
+        name, sep, rest = value.partition('=')
+        if sep and rest.startswith('/') and not name.startswith('/'):
+            return f'{name}={_portable_path(rest, root)}'
+        if value.startswith('/'):
+            return _portable_path(value, root)
+    return value
 
 
 def _replace_dir(tmp: Path, output: Path, force: bool) -> None:
@@ -264,16 +288,18 @@ def stage(
     try:
         save_for_hf(model, tmp, model_config=model_config, model_args={'scales': list(scales)},
                     safe_serialization=True)
+        # what is published holds no path of this machine (`portable_paths`)
         if results_doc is not None:
-            (tmp / RESULTS_JSON).write_text(json.dumps(results_doc, indent=2) + '\n', encoding='utf-8')
+            (tmp / RESULTS_JSON).write_text(json.dumps(portable_paths(results_doc), indent=2) + '\n', encoding='utf-8')
         if comparison is not None:
-            shutil.copyfile(comparison, tmp / COMPARISON_NAME)
+            doc = portable_paths(json.loads(Path(comparison).read_text(encoding='utf-8')))
+            (tmp / COMPARISON_NAME).write_text(json.dumps(doc, indent=2) + '\n', encoding='utf-8')
         if plot is not None:
             shutil.copyfile(plot, tmp / PLOT_NAME)
-        if train_args is not None:
-            shutil.copyfile(train_args, tmp / ARGS_NAME)
-        elif args:
-            (tmp / ARGS_NAME).write_text(yaml.safe_dump(args, sort_keys=False), encoding='utf-8')
+        run_args = read_yaml_mapping(Path(train_args)) if train_args is not None else args
+        if run_args:
+            (tmp / ARGS_NAME).write_text(yaml.safe_dump(portable_paths(dict(run_args)), sort_keys=False),
+                                         encoding='utf-8')
         (tmp / CARD_NAME).write_text(render_model_card(staged_info(tmp)), encoding='utf-8')
         _fix_permissions(tmp)
         verify(tmp)

@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--scale-jitter', type=float, default=0.0, metavar='PROB',
                        help='probability that a scale\'s batch is resized to a size drawn from the range S-BN maps to '
                             'that scale instead of the scale itself, per scale and step (default: 0, exact scales)')
+    group.add_argument('--scale-jitter-max', type=int, default=None, metavar='SIZE',
+                       help='the largest side the largest scale\'s jitter draws, above the scale: sizes above it '
+                            'use its statistics, so drawing them trains the model for larger inputs (default: the '
+                            'scale itself)')
     group.add_argument('--scale-jitter-dist', default='uniform', choices=JITTER_DISTRIBUTIONS,
                        help='how jittered sizes are drawn from a scale\'s range: uniform, log_uniform (uniform in '
                             'log size) or low (density falling linearly from the low end) (default: uniform)')

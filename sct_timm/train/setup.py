@@ -65,7 +65,8 @@ def _setup_unchecked(args: argparse.Namespace):
     task = SCTClassificationTask(
         model, args.scales, scale_weights=args.scale_weights, interpolation=args.scale_interpolation,
         antialias=args.scale_antialias, channels_last=args.channels_last, jitter_prob=args.scale_jitter,
-        jitter_dist=args.scale_jitter_dist, distill_weight=args.scale_distill, distill_temp=args.scale_distill_temp,
+        jitter_dist=args.scale_jitter_dist, jitter_max=args.scale_jitter_max, distill_weight=args.scale_distill,
+        distill_temp=args.scale_distill_temp,
         distill_teacher=args.scale_distill_teacher, scale_backward=args.scale_backward,
         criterion_kwargs=dict(smoothing=args.smoothing, soft_targets=mixup_active(args)),
         device=device, verbose=utils.is_primary(args))

@@ -28,6 +28,7 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
+from ..runs import run_in_repo
 from .check import check
 from .plan import ARCHS, KINDS, TAG, TEST_IMAGES, TEST_SIZES, select_rows
 from .report import report
@@ -81,12 +82,15 @@ def main(argv: Optional[List[str]] = None, root: Optional[Path] = None) -> int:
     args = build_parser().parse_args(argv)
     args.test_sizes = [size for group in args.test_sizes for size in group]
     args.root = Path(root or Path.cwd()).resolve()
-    # given paths are the caller's, defaults the repository's
+    # given paths are the caller's, defaults the repository's; inside it they are kept repo-relative (`run_in_repo`),
+    # so the result files and staged cards name repo paths, not this machine's folders
     defaults = {'output': 'output/zoo', 'results': f'benchmarks/results/zoo_fmnist_{args.device}', 'hub_dir': 'hub',
                 'check_output': 'output/zoo_check'}
     for key, default in defaults.items():
-        value = getattr(args, key)
-        setattr(args, key, Path(value).resolve() if value else args.root / default)
+        setattr(args, key, Path(getattr(args, key) or args.root / default))
+    args = run_in_repo(args, args.root, *defaults)
+    for key in defaults:
+        setattr(args, key, Path(getattr(args, key)))
     rows = select_rows(args)
     if args.dry_run:
         dry_run(rows, args)
