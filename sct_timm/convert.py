@@ -17,7 +17,7 @@ from .scales import decision_stride, resolve_scales, scale_ranges, smallest_inpu
 
 __all__ = [
     'convert_to_sbn', 'fuse_scale', 'checkpoint_filter_fn', 'get_scales', 'get_scale_ranges', 'get_network_stride',
-    'get_min_resolution', 'probe_bn_strides', 'sbn_layers', 'served_scale', 'model_in_chans',
+    'min_resolution', 'min_resolution_text', 'probe_bn_strides', 'sbn_layers', 'served_scale', 'model_in_chans',
 ]
 
 _PROBE_SIZES = (512, 1024)
@@ -191,9 +191,24 @@ def get_network_stride(model: nn.Module) -> int:
     return _first_sbn(model).network_stride
 
 
-def get_min_resolution(model: nn.Module) -> int:
-    """The smallest input side an S-BN model serves: its decision stride (the network stride for sets decided there)."""
-    return _first_sbn(model).decision_stride
+def min_resolution(model: nn.Module) -> int:
+    """The smallest input side ``model`` serves: an S-BN model's decision stride (the network stride for sets decided
+    there; it refuses anything smaller), else a timm model's deepest feature reduction, else 1."""
+    layers = sbn_layers(model)
+    if layers:
+        return layers[0].decision_stride
+    feature_info = getattr(model, 'feature_info', None)
+    if isinstance(feature_info, list) and feature_info:
+        return int(feature_info[-1].get('reduction', 1))
+    return 1
+
+
+def min_resolution_text(model: nn.Module) -> str:
+    """`min_resolution` in words, for errors: what bounds the model's inputs from below."""
+    layers = sbn_layers(model)
+    if layers:
+        return smallest_input_text(layers[0].decision_stride, layers[0].network_stride)
+    return f'{min_resolution(model)} px, the smallest input the model serves'
 
 
 def fuse_scale(model: nn.Module, resolution: int) -> nn.Module:
@@ -205,10 +220,8 @@ def fuse_scale(model: nn.Module, resolution: int) -> nn.Module:
     """
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution <= 0:
         raise ValueError(f'resolution must be a positive int (square side, px), got {resolution!r}')
-    first = _first_sbn(model)
-    if resolution < first.decision_stride:
-        raise ValueError(
-            f'cannot serve {resolution} px: below {smallest_input_text(first.decision_stride, first.network_stride)}')
+    if resolution < _first_sbn(model).decision_stride:
+        raise ValueError(f'cannot serve {resolution} px: below {min_resolution_text(model)}')
     fused = copy.deepcopy(model)
     for parent in list(fused.modules()):
         for child_name, child in list(parent.named_children()):

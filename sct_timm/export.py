@@ -21,14 +21,13 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import torch
 from torch import nn
 
-from .convert import fuse_scale, get_min_resolution, get_network_stride, get_scales, sbn_layers, served_scale
-from .scales import smallest_input_text
+from .convert import fuse_scale, get_scales, min_resolution, sbn_layers, served_scale
 from .quantize import QUANT_ENGINE, quantize_int8
 from .utils import atomic_path
 
 __all__ = [
     'FORMATS', 'ExportFormat', 'ExportJob', 'Written', 'export_format', 'DEFAULT_ATOL', 'ExportCheckError',
-    'file_stem', 'min_resolution', 'min_resolution_text',
+    'file_stem',
     'plain_model', 'example_input', 'max_abs_diff', 'quiet_torchscript', 'check_dynamic_scriptable',
     'export_resolution', 'export_dynamic_torchscript',
 ]
@@ -56,23 +55,6 @@ def quiet_torchscript() -> Iterator[None]:
 def file_stem(label: str) -> str:
     """A model label (``sct_resnet18``, ``org/name``, a folder name) as the start of a file name."""
     return re.sub(r'[^A-Za-z0-9._-]+', '_', label).strip('._') or 'model'
-
-
-def min_resolution(model: nn.Module) -> int:
-    """The smallest input side ``model`` serves (an SCT model refuses anything smaller: `get_min_resolution`)."""
-    if sbn_layers(model):
-        return get_min_resolution(model)
-    feature_info = getattr(model, 'feature_info', None)
-    if isinstance(feature_info, list) and feature_info:
-        return int(feature_info[-1].get('reduction', 1))
-    return 1
-
-
-def min_resolution_text(model: nn.Module) -> str:
-    """`min_resolution` in words, for errors: what bounds the model's inputs from below."""
-    if sbn_layers(model):
-        return smallest_input_text(get_min_resolution(model), get_network_stride(model))
-    return f'{min_resolution(model)} px, the smallest input the model serves'
 
 
 def plain_model(model: nn.Module, resolution: int) -> nn.Module:
@@ -264,7 +246,7 @@ def export_dynamic_torchscript(
     shape: List[Optional[int]] = [int(examples[0].shape[0]), int(examples[0].shape[1]), None, None]
     return {
         'format': 'torchscript_dynamic', 'resolution': None, 'served_scale': None, 'scales': list(get_scales(model)),
-        'min_resolution': get_min_resolution(model), 'input_shape': shape, 'dtype': 'float32',
+        'min_resolution': min_resolution(model), 'input_shape': shape, 'dtype': 'float32',
         'bytes': path.stat().st_size,
         'check': {'against': 'PyTorch eager (S-BN model)', 'runtime': 'torch.jit.load',
                   'max_abs_diff': max(diffs.values()), 'per_resolution': diffs, 'tolerance': atol},

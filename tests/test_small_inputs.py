@@ -38,7 +38,7 @@ def test_five_scales_are_decided_at_stride_8_and_serve_12_to_96_px(five_scale_mo
             x = torch.randn(2, 1, r, r)
             # exactly the plain model carrying the served scale's statistics (fuse_scale), below the network stride too
             torch.testing.assert_close(five_scale_model(x), sct_timm.fuse_scale(five_scale_model, r)(x))
-    assert sct_timm.convert.get_min_resolution(five_scale_model) == 8
+    assert sct_timm.convert.min_resolution(five_scale_model) == 8
 
 
 def test_below_the_decision_stride_is_a_clear_error(five_scale_model):

@@ -19,11 +19,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..build import check_model_spec, create_model_from_spec, parse_model_spec
 from ..checkpoint import read_run_args
-from ..convert import model_in_chans, served_scale
+from ..convert import min_resolution, min_resolution_text, model_in_chans, served_scale
 from ..datasets import create_dataset, resolve_image_mode
 from ..evaluate import create_eval_loader, evaluate
 from ..export import (
-    example_input, export_resolution, file_stem, min_resolution, min_resolution_text, quiet_torchscript,
+    example_input, export_resolution, file_stem, quiet_torchscript,
 )
 from ..quantize import QUANT_ENGINE, calibration_batches, calibration_data_config, open_calibration_data
 from ..results.files import RESULTS_JSON, RESULTS_MD, record_status

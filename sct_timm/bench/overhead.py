@@ -28,10 +28,9 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from ..convert import fuse_scale, get_min_resolution, get_network_stride, served_scale
+from ..convert import fuse_scale, min_resolution, min_resolution_text, served_scale
 from ..layers import is_sbn
 from ..scale_collection import resize_to_scales
-from ..scales import smallest_input_text
 from ..task import SCALE_BACKWARD_MODES, SCTClassificationTask
 from ..utils import CLIError
 from .timing import interleaved_times, median, round_ms
@@ -86,12 +85,10 @@ def measure_inference(
     torch.manual_seed(seed)
     sct = timm.create_model(sct_name, scales=tuple(scales), num_classes=num_classes, in_chans=in_chans)
     sct = distinct_scale_stats(sct, seed).eval().to(device)
-    smallest = get_min_resolution(sct)
     rows = []
     for resolution in resolutions:
-        if resolution < smallest:
-            raise CLIError(f'{sct_name}: resolution {resolution} px is below '
-                           f'{smallest_input_text(smallest, get_network_stride(sct))}')
+        if resolution < min_resolution(sct):
+            raise CLIError(f'{sct_name}: resolution {resolution} px is below {min_resolution_text(sct)}')
         fused = fuse_scale(sct, resolution).eval()
         plain = timm.create_model(base, num_classes=num_classes, in_chans=in_chans)
         plain.load_state_dict(fused.state_dict(), strict=True)

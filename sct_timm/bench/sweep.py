@@ -23,12 +23,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..build import ModelSpec, bench_data_config, create_model_from_spec
-from ..convert import get_scales, model_in_chans, sbn_layers
+from ..convert import get_scales, min_resolution, min_resolution_text, model_in_chans, sbn_layers
 from ..checkpoint import read_run_args
 from ..datasets import resolve_image_mode
 from ..evaluate import create_eval_loader, evaluate
 from ..results.files import ResultsWriter
-from ..scales import resolve_scales, smallest_input_text
+from ..scales import resolve_scales
 from ..utils import USER_ERRORS, CLIError, one_line
 from .timing import autocast_context, count_gmacs, measure_latency, measure_throughput
 
@@ -113,12 +113,10 @@ def _build(
         raise CLIError(
             f'{spec.label} has {num_classes} classes but data set {args.dataset!r} has {len(dataset_classes)} '
             f'(set num_classes with --model-kwargs or use a matching checkpoint)')
-    if sbn_layers(model):
-        first = sbn_layers(model)[0]
-        too_small = [r for r in args.resolutions if r < first.decision_stride]
+    if sbn_layers(model):  # a plain model is swept at any size: its collapse there is the point of the comparison
+        too_small = [r for r in args.resolutions if r < min_resolution(model)]
         if too_small:
-            raise CLIError(f'{spec.label}: test resolution {too_small[0]} px is below '
-                           f'{smallest_input_text(first.decision_stride, first.network_stride)}')
+            raise CLIError(f'{spec.label}: test resolution {too_small[0]} px is below {min_resolution_text(model)}')
     return model, weights, dataset
 
 

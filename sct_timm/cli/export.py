@@ -24,11 +24,11 @@ from ..bench.environment import collect_environment
 from ..bench.sweep import resolve_scales_arg
 from ..build import ModelSpec, check_model_spec, create_model_from_spec, parse_model_spec
 from ..checkpoint import read_run_args
-from ..convert import get_scales, model_in_chans, sbn_layers
+from ..convert import get_scales, min_resolution, min_resolution_text, model_in_chans, sbn_layers
 from ..datasets import is_fmnist, resolve_image_mode
 from ..export import (
     DEFAULT_ATOL, FORMATS, ExportCheckError, check_dynamic_scriptable, example_input,
-    export_dynamic_torchscript, export_resolution, file_stem, min_resolution, min_resolution_text,
+    export_dynamic_torchscript, export_resolution, file_stem,
 )
 from ..quantize import calibration_batches, open_calibration_data
 from ..utils import USER_ERRORS, CLIError, ListAction, atomic_write_text, one_line, run_command

@@ -5,7 +5,6 @@ import sys
 from typing import Optional, Sequence
 
 from ..bench import int8
-from ..bench.int8 import run
 from ..utils import ListAction, run_command
 
 __all__ = ['build_parser', 'main']
@@ -44,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_command(PROG, build_parser().parse_args, run, argv)
+    return run_command(PROG, build_parser().parse_args, int8.run, argv)
 
 
 if __name__ == '__main__':
