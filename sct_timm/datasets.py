@@ -24,7 +24,7 @@ from .utils import CLIError
 __all__ = [
     'image_mode_for', 'resolve_image_mode',
     'FMNIST_DIR', 'FMNIST_NAMES', 'FMNIST_MEAN', 'FMNIST_STD', 'FMNIST_CLASSES', 'FMNIST_TEST_IMAGES',
-    'FMNIST_HOLDOUT_PER_CLASS', 'holdout_mask', 'FashionMNIST',
+    'FMNIST_HOLDOUT_PER_CLASS', 'holdout_mask', 'splits_overlap', 'FashionMNIST',
     'create_dataset',
     'is_fmnist',
 ]
@@ -41,6 +41,19 @@ FMNIST_TEST_IMAGES = 10000  # the test split, which sct-bench sweeps for final n
 FMNIST_HOLDOUT_PER_CLASS = 500  # train_holdout: the last 500 training images of each class
 _SPLIT_PREFIX = {'train': 'train', 'train_fit': 'train', 'train_holdout': 'train', 'validation': 't10k', 'val': 't10k',
                  'test': 't10k'}
+
+
+# Fashion-MNIST's splits as sets of its two files' parts: whether one split's images lie in another's
+_SPLIT_PARTS = {'train': {'fit', 'holdout'}, 'train_fit': {'fit'}, 'train_holdout': {'holdout'}, 'validation': {'test'},
+                'val': {'test'}, 'test': {'test'}}
+
+
+def splits_overlap(a: str, b: str) -> bool:
+    """Whether Fashion-MNIST splits ``a`` and ``b`` share images (``train`` holds ``train_holdout``); other names
+    overlap only when equal."""
+    if a in _SPLIT_PARTS and b in _SPLIT_PARTS:
+        return bool(_SPLIT_PARTS[a] & _SPLIT_PARTS[b])
+    return a == b
 
 
 def is_fmnist(name: Optional[str]) -> bool:

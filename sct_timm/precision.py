@@ -7,17 +7,27 @@ without it the bf16 arithmetic is emulated in software, slower than float32. So
 or, with ``--amp-fallback`` (what the shipped Fashion-MNIST configs set), a logged fall-back to float32 that the run's
 ``args.yaml`` records (``amp: false``). Under autocast the S-BN layers normalise bf16 activations with float32
 statistics and affine parameters (their running averages stay float32), and the task computes every loss in float32.
+
+One workaround (`guard_one_pixel_convs`): PyTorch's CPU bf16 convolution returns garbage weight gradients (NaN, or
+values of 1e26 and more) for a strided convolution whose input is one pixel high or wide, in the kernel taps that see
+only padding (measured with torch 2.14: a 3x3 stride-2 conv on a 1x1 input, channels_last; 5x5 in either layout).
+ResNets meet it at 16 px (layer4's first conv sees 1x1): the weights those taps hold explode, which the BatchNorm after
+them hides at the small size and which ruins every larger size that uses them. Such convolutions run in float32.
 """
 import contextlib
 import functools
 import logging
 import platform
+import types
 from pathlib import Path
 from typing import Callable, ContextManager, Optional
 
 import torch
 
-__all__ = ['cpu_native_bf16', 'resolve_amp_dtype', 'autocast_context', 'amp_autocast', 'precision_name']
+__all__ = [
+    'cpu_native_bf16', 'resolve_amp_dtype', 'autocast_context', 'amp_autocast', 'precision_name',
+    'guard_one_pixel_convs',
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -84,3 +94,26 @@ def precision_name(dtype: Optional[torch.dtype], channels_last: bool) -> str:
     """How a run computes, for logs and result files: e.g. ``bfloat16 autocast, channels_last``."""
     name = f'{str(dtype).replace("torch.", "")} autocast' if dtype is not None else 'float32'
     return f'{name}, channels_last' if channels_last else name
+
+
+def _one_pixel_guarded(self: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    # the class's forward, not a captured bound method: a deep copy (timm's EMA) then runs its own weights
+    if x.device.type == 'cpu' and min(x.shape[-2:]) == 1 and torch.is_autocast_enabled('cpu'):
+        with torch.autocast('cpu', enabled=False):
+            return type(self).forward(self, x.float())
+    return type(self).forward(self, x)
+
+
+def guard_one_pixel_convs(model: torch.nn.Module) -> int:
+    """Run ``model``'s strided, larger-than-1x1 convolutions in float32 when CPU autocast is on and their input is one
+    pixel high or wide (the bf16 weight-gradient bug above); returns how many convolutions were guarded. Inputs of
+    other sizes, other devices and float32 runs take the convolution's own path. For training processes: it patches
+    the modules' ``forward``, which TorchScript and export do not follow."""
+    guarded = 0
+    for module in model.modules():
+        if (isinstance(module, torch.nn.Conv2d) and max(module.stride) > 1 and max(module.kernel_size) > 1
+                and not getattr(module, '_one_pixel_guard', False)):
+            module.forward = types.MethodType(_one_pixel_guarded, module)
+            module._one_pixel_guard = True
+            guarded += 1
+    return guarded

@@ -78,6 +78,39 @@ def _load(path: Path) -> dict:
 
 @needs_fmnist
 @pytest.mark.skipif(not precision.cpu_native_bf16(), reason='this CPU has no native bf16')
+@pytest.mark.parametrize('memory_format', [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize('kernel', [3, 5])
+def test_one_pixel_strided_convs_get_float32_weight_gradients(kernel, memory_format):
+    """PyTorch's CPU bf16 convolution gives garbage weight gradients (NaN, 1e26) in the taps that see only padding
+    when a strided conv's input is 1x1 (a ResNet's layer4 at 16 px); guarded, they are float32's."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(64, 128, kernel, 2, kernel // 2, bias=False).to(memory_format=memory_format)
+    reference = torch.nn.Conv2d(64, 128, kernel, 2, kernel // 2, bias=False)
+    reference.load_state_dict(conv.state_dict())
+    assert precision.guard_one_pixel_convs(conv) == 1 and precision.guard_one_pixel_convs(conv) == 0  # once
+    x = torch.randn(128, 64, 1, 1).contiguous(memory_format=memory_format)
+    grad = torch.randn(128, 128, 1, 1)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = conv(x)
+        assert out.dtype == torch.float32
+        assert conv(torch.randn(2, 64, 4, 4)).dtype == torch.bfloat16  # other sizes keep the bf16 path
+    out.backward(grad)
+    reference(x.contiguous()).backward(grad)
+    assert torch.allclose(conv.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_the_guard_covers_a_resnets_strided_convs_and_its_ema_copy():
+    model = timm.create_model('sct_resnet18', scales=(64, 16), num_classes=10, in_chans=1)
+    # the stem (7x7 s2) and each stage's first 3x3 s2 conv; 1x1 downsamples and stride-1 convs are unaffected
+    assert precision.guard_one_pixel_convs(model) == 4
+    ema_conv = timm.utils.ModelEmaV3(model, decay=0.5).module.layer4[0].conv1  # a deep copy, as timm's EMA makes
+    with torch.no_grad():
+        ema_conv.weight.zero_()
+    x = torch.randn(2, 256, 1, 1)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not ema_conv(x).any() and model.layer4[0].conv1(x).any()  # each runs its own weights
+
+
 def test_fast_path_trains_resumes_and_records_its_precision(tmp_path):
     """bf16 + channels_last + the tensor loader + EMA: two epochs straight equal one epoch, then a resumed one."""
     argv = [*FAST, '--model-ema', '--model-ema-decay', '0.9', '--output', tmp_path]
@@ -111,3 +144,13 @@ def test_emulated_bf16_is_a_one_line_error_or_a_recorded_fallback(tmp_path, caps
     assert train.main([*argv, '--train-num-samples', '32', '--amp-fallback', '--experiment', 'fallback']) == 0
     saved = yaml.safe_load((tmp_path / 'fallback' / 'args.yaml').read_text())
     assert saved['amp'] is False and saved['amp_fallback'] is True  # what ran: float32
+
+
+@needs_fmnist
+def test_a_diverged_run_stops_with_one_line_keeping_its_checkpoints(tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert train.main([*FAST, '--epochs', '1', '--output', str(out), '--experiment', 'ok']) == 0
+    code = train.main([*FAST, '--lr', '1e30', '--epochs', '2', '--output', str(out), '--experiment', 'diverged'])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith('sct-train: error: training diverged: the loss is nan at epoch 0')
+    assert (out / 'ok' / 'last.pth.tar').is_file() and not (out / 'diverged' / 'last.pth.tar').exists()

@@ -72,3 +72,20 @@ def test_positional_data_is_the_data_dir_as_in_timm(tmp_path):
 def test_timm_pair_flags_take_timms_form(flag):
     _, args = parse_args([flag, '0.5', '1.0'])
     assert getattr(args, flag[2:]) == [0.5, 1.0]
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--warmup-epochs', '-1'], '--warmup-epochs must be >= 0'),
+    (['--warmup-epochs', '0.25'], 'a fraction of an epoch needs --sched-on-updates'),
+    (['--warmup-epochs', '0.25', '--sched-on-updates', '--warmup-prefix'], '--warmup-prefix needs whole epochs'),
+])
+def test_fractional_warmup_needs_a_per_update_schedule(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_whole_and_fractional_warmups():
+    assert parse_args(['--warmup-epochs', '2'])[1].warmup_epochs == 2
+    assert isinstance(parse_args(['--warmup-epochs', '2'])[1].warmup_epochs, int)
+    assert parse_args(['--warmup-epochs', '0.25', '--sched-on-updates'])[1].warmup_epochs == 0.25

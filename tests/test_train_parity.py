@@ -32,6 +32,8 @@ DIFFERENT: Dict[str, Dict[str, str]] = {
     '--dist-bn': {'choices': 'rejects what timm silently ignores'},
     '--clip-mode': {'choices': 'rejects what timm fails on at the first clipped step'},
     '--mixup-mode': {'choices': 'rejects what timm fails on when building Mixup'},
+    '--warmup-epochs': {'type': 'also a fraction of an epoch with --sched-on-updates (a five-scale step needs a short '
+                                'warm-up); whole values stay ints'},
 }
 
 # timm flags sct-train does not have: {flag: reason}

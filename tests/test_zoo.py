@@ -18,7 +18,7 @@ from sct_timm import hub
 from sct_timm.cli import bench as bench_cli
 from sct_timm.cli import hub as hub_cli
 from sct_timm.experiments import zoo
-from sct_timm.experiments.zoo.plan import ARCHS
+from sct_timm.experiments.zoo.plan import DEFAULT_TAG, GENERATIONS
 from sct_timm.train import args as train_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +32,10 @@ BENCH, HUB = 'sct_timm.cli.bench', 'sct_timm.cli.hub'
 def zoo_main(argv: list) -> int:
     """The zoo as ``python benchmarks/zoo.py`` runs it: from this clone."""
     return zoo.main(argv, root=ROOT)
+
+
+OLD = ['--tag', 'sct3j_fmnist']  # the first generation, kept as history
+ARCHS = GENERATIONS['sct3j_fmnist'].archs
 
 
 def _paths(tmp_path: Path) -> list:
@@ -69,7 +73,7 @@ def _fake_sweep(root: Path, name: str, top1: dict, status: str = 'complete') -> 
 # --- the plan -------------------------------------------------------------------------------------------------------
 
 def test_dry_run_lists_the_twelve_runs(tmp_path, capsys):
-    commands, out = _commands(_paths(tmp_path), capsys)
+    commands, out = _commands([*OLD, *_paths(tmp_path)], capsys)
     trains = [_module_argv(c, 'sct_timm.train') for c in commands if c[2] == 'sct_timm.train']
     sweeps = [_module_argv(c, BENCH) for c in commands if c[2] == BENCH]
     assert len(trains) == len(sweeps) == len(commands) // 2 == 12
@@ -105,8 +109,55 @@ def test_dry_run_lists_the_twelve_runs(tmp_path, capsys):
     assert 95 <= total <= 125, out
 
 
+def test_dry_run_of_the_five_scale_zoo(tmp_path, capsys):
+    gen = GENERATIONS[DEFAULT_TAG]
+    commands, out = _commands(_paths(tmp_path), capsys)  # the newest generation is the default
+    trains = [_module_argv(c, 'sct_timm.train') for c in commands if c[2] == 'sct_timm.train']
+    sweeps = [_module_argv(c, BENCH) for c in commands if c[2] == BENCH]
+    assert len(trains) == len(sweeps) == 3 * 6
+    for argv in trains:
+        _, args = train_args.parse_args(argv)
+        arch, _, kind = args.experiment.partition('_')
+        spec = gen.archs[arch]
+        assert (args.train_num_samples, args.epochs) == (spec.train_samples, spec.epochs)
+        # trained without the held-out images, which validate each epoch (and fit the cascade)
+        assert (args.train_split, args.val_split) == ('train_fit', 'train_holdout')
+        if kind == 'sct':
+            assert argv[:2] == ['-c', f'sct_timm/configs/{spec.sct_model}_fmnist5.yaml']
+            assert args.scales == [64, 48, 32, 24, 16] and args.scale_jitter_max == 96
+        else:
+            assert argv[:2] == ['-c', f'sct_timm/configs/{spec.plain_model}_fmnist5.yaml']
+            assert args.norm == 'bn' and args.scales == [int(kind[len('plain_r'):])]
+    for argv in sweeps:
+        _, args = bench_cli.parse_args(argv)
+        assert args.resolutions == [12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96] and args.num_samples == 10000
+        assert args.output.startswith(str(tmp_path / 'res'))
+    # every row (one training and its sweeps) is planned to finish within about two hours
+    rows = [line.split() for line in out.splitlines() if line.startswith(('resnet', 'mobilenet'))]
+    assert len(rows) == 18 and all(float(r[-2]) + float(r[-1]) <= 125 for r in rows), out
+
+
+def test_the_five_scale_zoo_stages_a_fitted_cascade(tmp_path, capsys):
+    stage, _ = _commands([*_paths(tmp_path), '--archs', 'resnet18', '--stage'], capsys)
+    assert [c[2] for c in stage] == [HUB, BENCH, HUB]
+    _, sweep = bench_cli.parse_args(_module_argv(stage[1], BENCH))
+    # the staged float16 weights' own sweep fits the cascade on held-out training images, then measures it
+    assert sweep.cascade == [16, 32, 64] and sweep.cascade_fit_split == 'train_holdout' and sweep.split != 'train'
+    final = hub_cli.build_parser().parse_args(_module_argv(stage[2], HUB))
+    assert final.tag == DEFAULT_TAG and final.cascade == str(Path(sweep.output) / 'cascade.json')
+
+
+def test_unknown_zoo_tag_and_rows_are_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        zoo_main(['--dry-run', '--tag', 'nope'])
+    assert 'invalid choice' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        zoo_main(['--dry-run', *OLD, '--rows', 'plain_r16'])
+    assert 'plain_r16 not in zoo sct3j_fmnist' in capsys.readouterr().err
+
+
 def test_budget_overrides_and_stage_commands(tmp_path, capsys):
-    argv = [*_paths(tmp_path), '--archs', 'mobilenetv2', '--train-samples', '128', '--epochs', '3',
+    argv = [*OLD, *_paths(tmp_path), '--archs', 'mobilenetv2', '--train-samples', '128', '--epochs', '3',
             '--test-sizes', '32,64', '--test-samples', '50']
     commands, _ = _commands(argv, capsys)
     assert len(commands) == 8
@@ -140,7 +191,7 @@ def test_resume_skips_what_is_done(tmp_path, capsys):
     _fake_run(tmp_path, 'resnet18_plain_r48', samples, epochs, done=epochs)
     _fake_sweep(tmp_path, 'resnet18_plain_r48', {32: 80.0})  # trained and swept: done
     _fake_sweep(tmp_path, 'resnet18_plain_r32', {32: 80.0}, status='running')  # cut short: all again
-    commands, _ = _commands([*_paths(tmp_path), '--archs', 'resnet18'], capsys)
+    commands, _ = _commands([*OLD, *_paths(tmp_path), '--archs', 'resnet18'], capsys)
     listed = [(c[2], c[c.index('--experiment') + 1] if '--experiment' in c else c[c.index('--label') + 1])
               for c in commands]
     assert listed == [('sct_timm.train', 'resnet18_sct'), (BENCH, 'resnet18_sct'),
@@ -149,13 +200,13 @@ def test_resume_skips_what_is_done(tmp_path, capsys):
     assert commands[0][-2:] == ['--resume', str(partial / 'last.pth.tar')]
     # a run started under another budget is never resumed with this one
     with pytest.raises(SystemExit, match='resnet18_sct was trained with .* not 64 x'):
-        zoo_main(['--dry-run', *_paths(tmp_path), '--archs', 'resnet18', '--train-samples', '64'])
+        zoo_main(['--dry-run', *OLD, *_paths(tmp_path), '--archs', 'resnet18', '--train-samples', '64'])
 
 
 def test_stage_needs_a_trained_and_swept_model(tmp_path):
     with pytest.raises(SystemExit, match='cannot stage resnet50_sct: resnet50_sct, resnet50_plain_r64, '
                                          'resnet50_plain_r48, resnet50_plain_r32 not trained and swept'):
-        zoo_main(['--stage', *_paths(tmp_path), '--archs', 'resnet50'])
+        zoo_main(['--stage', *OLD, *_paths(tmp_path), '--archs', 'resnet50'])
 
 
 # --- the report -----------------------------------------------------------------------------------------------------
@@ -167,7 +218,7 @@ def test_report_compares_sct_with_the_best_dedicated_model(tmp_path, capsys):
     _fake_sweep(tmp_path, 'resnet18_plain_r48', {s: 60.0 for s in sizes} | {48: 85.0, 40: 84.0})
     _fake_sweep(tmp_path, 'resnet18_plain_r32', {s: 60.0 for s in sizes} | {32: 84.0})
     _fake_sweep(tmp_path, 'resnet50_sct', {32: 1.0}, status='running')  # not a row of the table
-    assert zoo_main(['--report-only', *_paths(tmp_path)]) == 0
+    assert zoo_main(['--report-only', *OLD, *_paths(tmp_path)]) == 0
     res = tmp_path / 'res'
     doc = json.loads((res / 'zoo.json').read_text())
     assert set(doc['archs']) == {'resnet18'} and doc['test_images'] == 10000
@@ -233,7 +284,7 @@ def test_plain_configs_match_their_sct_recipe(sct, plain):
 
 @pytest.mark.slow
 def test_tiny_zoo_trains_sweeps_reports_stages_resumes_and_checks(tmp_path, capsys, monkeypatch):
-    argv = [*_paths(tmp_path), '--archs', 'resnet18', '--train-samples', '128', '--epochs', '1', '--val-samples',
+    argv = [*OLD, *_paths(tmp_path), '--archs', 'resnet18', '--train-samples', '128', '--epochs', '1', '--val-samples',
             '32', '--test-samples', '64', '--test-sizes', '32,64']
     assert zoo_main(argv) == 0
     assert zoo_main([*argv, '--stage']) == 0
@@ -274,3 +325,26 @@ def test_tiny_zoo_trains_sweeps_reports_stages_resumes_and_checks(tmp_path, caps
     assert check['tag'] == 'sct_resnet18.sct3j_fmnist' and check['comparable_with_card']
     assert {s: v['difference'] for s, v in check['sizes'].items()} == {'32': 0.0, '64': 0.0}
     assert (tmp_path / 'check' / 'accuracy_vs_resolution_resnet18.png').is_file()
+
+
+def test_check_takes_each_architectures_newest_staged_tag_at_its_own_sizes(tmp_path, monkeypatch):
+    from sct_timm.experiments.zoo import _newest_staged
+    # the new tag counts once its model module registers it (until then --pretrained could not load it)
+    monkeypatch.setattr('sct_timm.experiments.zoo._registered', lambda name: 'mobilenetv2.sct5j' not in name)
+    from sct_timm.experiments.zoo.commands import check_command
+    hub_dir = tmp_path / 'hub'
+    for folder in ('sct_resnet18.sct3j_fmnist', f'sct_resnet18.{DEFAULT_TAG}', 'sct_mobilenetv2.sct3j_fmnist'):
+        (hub_dir / folder).mkdir(parents=True)
+        (hub_dir / folder / 'config.json').write_text('{}')
+    args = zoo.build_parser().parse_args(['--check'])
+    args.archs, args.hub_dir = ['resnet18', 'mobilenetv2', 'resnet50'], hub_dir
+    args.sizes_given, args.device = False, 'cpu'
+    args.check_output = tmp_path / 'check'
+    rows = _newest_staged(args)
+    assert [(r.arch, r.gen.tag) for r in rows] == [('resnet18', DEFAULT_TAG), ('mobilenetv2', 'sct3j_fmnist')]
+    first = [(cmd := check_command(r, args, 100))[cmd.index('--resolutions') + 1] for r in rows]
+    assert first == ['12', '32']  # each generation's own smallest test size
+    args.hub_dir = tmp_path / 'empty'
+    args.hub_dir.mkdir()
+    with pytest.raises(SystemExit, match='no staged zoo tag'):
+        _newest_staged(args)

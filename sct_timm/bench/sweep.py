@@ -95,9 +95,10 @@ def _build(
         spec: ModelSpec,
         open_dataset: Callable[[str], Any],
         args: argparse.Namespace,
-) -> Tuple[torch.nn.Module, str, Any]:
+) -> Tuple[torch.nn.Module, str, Any, str]:
     """``spec``'s model, checked against the data set and the test resolutions before anything is measured, with its
-    weights source and the data set read in its image mode (its checkpoint's run's, else the one for its channels)."""
+    weights source, the data set read in its image mode (its checkpoint's run's, else the one for its channels) and
+    that mode."""
     scales = list(resolve_scales_arg(args.scales)) if args.scales else None
     try:
         model, weights = create_model_from_spec(
@@ -117,7 +118,7 @@ def _build(
         too_small = [r for r in args.resolutions if r < min_resolution(model)]
         if too_small:
             raise CLIError(f'{spec.label}: test resolution {too_small[0]} px is below {min_resolution_text(model)}')
-    return model, weights, dataset
+    return model, weights, dataset, img_mode
 
 
 def run_sweep(
@@ -127,8 +128,10 @@ def run_sweep(
         device: torch.device,
         amp_dtype: Optional[torch.dtype],
         writer: ResultsWriter,
+        after_model: Optional[Callable[[ModelSpec, torch.nn.Module, str], None]] = None,
 ) -> None:
-    """Measure every (model, resolution) pair, handing each row to ``writer`` as soon as it exists.
+    """Measure every (model, resolution) pair, handing each row to ``writer`` as soon as it exists; then
+    ``after_model(spec, model, img_mode)``, if given, measures more of that model (``--cascade``).
 
     ``args`` carries ``sct-bench``'s settings (`sct_timm.cli.bench.build_parser` documents them);
     ``open_dataset(img_mode)`` gives the data set with images read in that PIL mode (each model gets its own).
@@ -136,7 +139,7 @@ def run_sweep(
     progress = tqdm(total=len(specs) * len(args.resolutions), desc='sweep', unit='point', disable=None)
     for spec in specs:
         torch.manual_seed(args.seed)
-        model, weights, dataset = _build(spec, open_dataset, args)
+        model, weights, dataset, img_mode = _build(spec, open_dataset, args)
         model_scales = list(get_scales(model)) if sbn_layers(model) else None
         model.to(device)
         if args.channels_last:
@@ -167,5 +170,7 @@ def run_sweep(
                 f"{spec.label} @ {resolution}px: top1 {row['top1']:.2f} top5 {row['top5']:.2f}"
                 + (f", {row['latency_ms_p50']:.2f} ms" if row['latency_ms_p50'] is not None else '')
                 + (f", {row['throughput']:.1f} img/s" if row['throughput'] is not None else ''))
+        if after_model is not None:
+            after_model(spec, model, img_mode)
         del model, timed_model
     progress.close()

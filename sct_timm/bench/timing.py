@@ -9,8 +9,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from ..gmacs import count_gmacs
 from ..precision import autocast_context
 
 __all__ = [
@@ -130,11 +130,3 @@ def round_ms(times: Dict[str, List[float]]) -> Dict[str, List[float]]:
     """Per-round times in ms, rounded for the JSON: the raw data behind every median."""
     return {name: [round(t * 1e3, 4) for t in values] for name, values in times.items()}
 
-
-def count_gmacs(model: torch.nn.Module, in_chans: int, resolution: int, device: torch.device) -> float:
-    """Multiply-adds per image in billions (timm's GMACs): FlopCounterMode counts a multiply-add as 2 FLOPs."""
-    x = torch.randn(1, in_chans, resolution, resolution, device=device)
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        model(x)
-    return counter.get_total_flops() / 2e9

@@ -14,12 +14,14 @@ import torch
 from timm.utils import ParseKwargs
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ..bench.cascade import measure_cascade, write_cascade_report
 from ..bench.environment import collect_environment, resolve_device
 from ..bench.plots import plot_results
 from ..bench.sweep import GMACS_UNIT, resolve_scales_arg, run_sweep
 from ..build import ModelSpec, check_model_spec, parse_model_spec
+from ..cascade import RULES, check_cascade
 from ..checkpoint import read_run_args
-from ..datasets import create_dataset
+from ..datasets import create_dataset, splits_overlap
 from ..precision import resolve_amp_dtype
 from ..results.files import ResultsWriter, record_status
 from ..utils import USER_ERRORS, CLIError, ListAction, one_line, run_command
@@ -102,6 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--no-gmacs', action='store_true', help='skip counting GMACs (default: count)')
     group.add_argument('--no-gflops', dest='no_gmacs', action='store_true', help=argparse.SUPPRESS)  # old name
 
+    group = parser.add_argument_group('Cascade (after the sweep, per model: sct_timm.cascade)')
+    group.add_argument(
+        '--cascade', action=ListAction, nargs='*', type=int, default=None, metavar='R',
+        help='measure a resolution cascade over these ascending sizes, e.g. 16 32 64: thresholds fitted on '
+             '--cascade-fit-split, operating points and timing on --split, beside the single sizes (cascade.json/.md '
+             "and a plot); bare --cascade: the model's own fitted cascade (a zoo tag's). Default: off")
+    group.add_argument('--cascade-rule', default='max_prob', choices=list(RULES),
+                       help='confidence rule of a stage (default: max_prob)')
+    group.add_argument('--cascade-fit-split', default='train_holdout',
+                       help='split the thresholds are fitted on, never the test split (default: train_holdout)')
+    group.add_argument('--cascade-fit-samples', type=int, default=None,
+                       help='fit on a subset of this size (default: all of the fit split)')
+    group.add_argument('--cascade-target-drop', type=float, default=0.2,
+                       help='the fitted point: the cheapest within this many top-1 points of the best single size '
+                            '(default: 0.2)')
+    group.add_argument('--cascade-timing-images', type=int, default=2048,
+                       help='test images the throughput is timed on, in batches of --batch-size (default: 2048)')
+    group.add_argument('--cascade-latency-images', type=int, default=200,
+                       help='test images timed one by one for batch-1 latency (default: 200)')
+
     group = parser.add_argument_group('Output')
     group.add_argument('--output', default='output/sct-bench',
                        help='folder for results.json/.csv/.md and the plots (default: output/sct-bench)')
@@ -123,6 +145,21 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.ArgumentP
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.cascade:
+        try:
+            check_cascade(args.cascade, [0.0] * (len(args.cascade) - 1), args.cascade_rule)
+        except ValueError as e:
+            parser.error(f'--cascade: {one_line(e)}')
+    if args.cascade is not None:
+        if splits_overlap(args.cascade_fit_split, args.split):
+            parser.error(f'--cascade-fit-split {args.cascade_fit_split!r} shares images with --split {args.split!r}: '
+                         'fit the thresholds on held-out training images (default train_holdout)')
+        if not args.cascade_target_drop >= 0:
+            parser.error(f'--cascade-target-drop must be >= 0, got {args.cascade_target_drop}')
+        for name in ('cascade_fit_samples', 'cascade_timing_images', 'cascade_latency_images'):
+            value = getattr(args, name)
+            if value is not None and value < (1 if name == 'cascade_fit_samples' else 0):
+                parser.error(f"--{name.replace('_', '-')} must be {'positive' if 'fit' in name else '>= 0'}")
     if args.label is not None and len(args.label) != len(args.model):
         parser.error(f'got {len(args.label)} --label for {len(args.model)} --model')
     return parser, args
@@ -165,19 +202,42 @@ def _default_dataset(specs: Sequence[ModelSpec]) -> str:
     return recorded.pop() if recorded else 'fmnist'
 
 
-def _dataset_opener(args: argparse.Namespace) -> Callable[[str], Any]:
-    """``open_dataset(img_mode)``: the data set with images read in that PIL mode, opened once per mode."""
+def _dataset_opener(args: argparse.Namespace, split: Optional[str] = None,
+                    num_samples: Optional[int] = None) -> Callable[[str], Any]:
+    """``open_dataset(img_mode)``: the data set (``split``, default ``--split``) with images read in that PIL mode,
+    opened once per mode."""
+    split = split or args.split
+    num_samples = num_samples if split != args.split else args.num_samples
+
     @functools.lru_cache(maxsize=None)
     def open_dataset(img_mode: str):
         try:
-            dataset = create_dataset(args.dataset, root=args.data_dir, split=args.split, num_samples=args.num_samples,
+            dataset = create_dataset(args.dataset, root=args.data_dir, split=split, num_samples=num_samples,
                                      input_img_mode=img_mode)
         except USER_ERRORS as e:
-            raise CLIError(f'cannot open data set {args.dataset!r}: {one_line(e)}') from e
+            raise CLIError(f'cannot open data set {args.dataset!r} (split {split!r}): {one_line(e)}') from e
         if hasattr(dataset, '__len__') and len(dataset) == 0:
-            raise CLIError(f'data set {args.dataset!r} (split {args.split!r}) is empty')
+            raise CLIError(f'data set {args.dataset!r} (split {split!r}) is empty')
         return dataset
     return open_dataset
+
+
+def _cascade_step(args: argparse.Namespace, open_dataset: Callable[[str], Any], device: torch.device,
+                  amp_dtype: Optional[torch.dtype]) -> Callable[[ModelSpec, torch.nn.Module, str], None]:
+    """The sweep's per-model ``--cascade`` measurement; the report is rewritten after every model."""
+    open_fit = _dataset_opener(args, args.cascade_fit_split, args.cascade_fit_samples)
+    entries: List[dict] = []
+
+    def measure(spec: ModelSpec, model: torch.nn.Module, img_mode: str) -> None:
+        try:
+            entry = measure_cascade(model, spec.label, spec.checkpoint, open_dataset(img_mode), open_fit(img_mode),
+                                    device, amp_dtype, args)
+        except USER_ERRORS as e:
+            raise CLIError(f'{spec.label}: --cascade: {one_line(e)}') from e
+        entries.append(entry)
+        for path in write_cascade_report(entries, args.output, plots=not args.no_plots):
+            _logger.info(f'wrote {path}')
+    return measure
 
 
 def _finish(writer: ResultsWriter, args: argparse.Namespace, start: float) -> None:
@@ -215,7 +275,9 @@ def run(args: argparse.Namespace) -> ResultsWriter:
     writer = ResultsWriter(args.output, collect_environment(device), _sweep_config(args, specs, amp_dtype))
     try:
         with record_status(writer.config), logging_redirect_tqdm():
-            run_sweep(args, specs, _dataset_opener(args), device, amp_dtype, writer)
+            open_dataset = _dataset_opener(args)
+            cascade = _cascade_step(args, open_dataset, device, amp_dtype) if args.cascade is not None else None
+            run_sweep(args, specs, open_dataset, device, amp_dtype, writer, after_model=cascade)
     finally:
         _finish(writer, args, start)
     _logger.info(f'results in {writer.output_dir}')

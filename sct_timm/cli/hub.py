@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--comparison', help='comparison.json of these weights beside dedicated plain models (written by '
                    'benchmarks/zoo.py), shown in the card')
     p.add_argument('--plot', help='PNG of accuracy vs resolution, shown in the card')
+    p.add_argument('--cascade', help='sct-bench --cascade cascade.json of these weights: its fitted thresholds are '
+                   'recorded in config.json (pretrained=True users get the cascade) and shown in the card')
     p.add_argument('--use-ema', action='store_true',
                    help="stage the checkpoint's EMA weights (an error if it has none)")
     p.add_argument('--dtype', default='float32', choices=sorted(STORAGE_DTYPES), help='weight storage precision')

@@ -17,6 +17,7 @@ from ..datasets import is_fmnist
 from ..results.markdown import format_value, table
 from ..results.targets import TARGET_TEXT, by_size, per_size, target_margins
 from ..utils import atomic_write_text
+from .cascade import cascade_lines
 from .files import find_staged, staged_info
 
 __all__ = [
@@ -311,6 +312,7 @@ def render_model_card(info: Dict[str, Any]) -> str:
         *_results_section(info, '## Accuracy per test resolution'),
         '',
         *(['## Beside dedicated models', '', *comparison_lines(info), ''] if info.get('comparison') else []),
+        *([*cascade_lines(info), ''] if info.get('cascade') else []),
         *_recipe_section(info, '## Training recipe'),
         '',
         '## Citation',

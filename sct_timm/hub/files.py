@@ -17,7 +17,7 @@ from ..utils import CLIError, one_line
 from .comparison import load_comparison
 
 __all__ = [
-    'HUB_ORG', 'CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME', 'ARGS_NAME', 'COMPARISON_NAME', 'PLOT_NAME',
+    'HUB_ORG', 'CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME', 'ARGS_NAME', 'COMPARISON_NAME', 'PLOT_NAME', 'CASCADE_NAME',
     'REQUIRED_FILES', 'STORAGE_DTYPES', 'TAG_PATTERN', 'read_config', 'staged_files', 'sct_meta', 'staged_info',
     'find_staged', 'validate_repo_id', 'staged_repo_id',
 ]
@@ -30,6 +30,7 @@ CARD_NAME = 'README.md'
 ARGS_NAME = 'args.yaml'
 COMPARISON_NAME = 'comparison.json'  # optional: the weights beside dedicated models (`sct_timm.hub.comparison`)
 PLOT_NAME = 'accuracy_vs_resolution.png'  # optional: the card's plot
+CASCADE_NAME = 'cascade.json'  # optional: the fitted cascade's measurement (`sct_timm.hub.cascade`)
 REQUIRED_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 STORAGE_DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 TAG_PATTERN = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]*')
@@ -89,6 +90,7 @@ def staged_info(folder: Union[str, Path]) -> Dict[str, Any]:
     results = read_json(folder / RESULTS_JSON) if (folder / RESULTS_JSON).is_file() else {}
     train_args = read_yaml_mapping(folder / ARGS_NAME) if (folder / ARGS_NAME).is_file() else None
     comparison = load_comparison(folder / COMPARISON_NAME) if (folder / COMPARISON_NAME).is_file() else None
+    cascade_doc = read_json(folder / CASCADE_NAME) if (folder / CASCADE_NAME).is_file() else {}
     return {
         'name': f"{cfg['architecture']}.{pcfg['tag']}",
         'architecture': cfg['architecture'],
@@ -114,6 +116,8 @@ def staged_info(folder: Union[str, Path]) -> Dict[str, Any]:
         'train_args': train_args,
         'comparison': comparison,
         'plot': PLOT_NAME if (folder / PLOT_NAME).is_file() else None,
+        'cascade': (cfg.get('model_args') or {}).get('cascade'),
+        'cascade_report': (cascade_doc.get('models') or [None])[0],
     }
 
 

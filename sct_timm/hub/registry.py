@@ -50,11 +50,13 @@ def tag_cfg(folder: Union[str, Path], hf_hub_id: Optional[str] = None) -> Tuple[
     return info['name'], cfg, tuple(info['scales'])
 
 
-def register_tag(name: str, cfg: Dict[str, Any], scales: Sequence[int], default: bool = False) -> str:
+def register_tag(name: str, cfg: Dict[str, Any], scales: Sequence[int], default: bool = False,
+                 cascade: Optional[Dict[str, Any]] = None) -> str:
     """Make ``arch.tag`` a pretrained tag of an SCT model at run time, as its two code entries would
     (`sct_timm.models.add_tag`): ``list_pretrained`` and ``create_model('arch.tag')`` see it. The first tag with
     weights becomes the architecture's default unless ``default`` makes this one the default (`unregister_tag`
-    gives the default back). Bad names, cfgs and scales are one-line errors.
+    gives the default back); a fitted ``cascade`` becomes the tag's ``TAG_CASCADES`` entry. Bad names, cfgs and scales
+    are one-line errors.
     """
     arch, tag = split_model_name_tag(name)
     if not tag or not TAG_PATTERN.fullmatch(tag):
@@ -67,7 +69,7 @@ def register_tag(name: str, cfg: Dict[str, Any], scales: Sequence[int], default:
     if not pretrained_cfg.has_weights:
         raise CLIError(f'pretrained cfg for {name} names no weights (hf_hub_id)')
     try:
-        return add_tag(name, pretrained_cfg, scales, default=default)
+        return add_tag(name, pretrained_cfg, scales, default=default, cascade=cascade)
     except ValueError as e:
         raise CLIError(f'bad scales for {name}: {e}') from None
 
@@ -79,9 +81,9 @@ def unregister_tag(name: str) -> None:
 
 
 def register_staged(folder: Union[str, Path], hf_hub_id: Optional[str] = None, default: bool = False) -> str:
-    """Register a staged folder's tag (`tag_cfg` + `register_tag`); returns ``arch.tag``."""
+    """Register a staged folder's tag (`tag_cfg` + `register_tag`, with its fitted cascade); returns ``arch.tag``."""
     name, cfg, scales = tag_cfg(folder, hf_hub_id)
-    return register_tag(name, cfg, scales, default=default)
+    return register_tag(name, cfg, scales, default=default, cascade=staged_info(folder)['cascade'])
 
 
 def _wrap_call(head: str, items: List[str], indent: str, width: int = 120) -> List[str]:
@@ -107,15 +109,19 @@ def cfg_lines(folder: Union[str, Path]) -> str:
     The ``default_cfgs`` entry lists only what differs from the module's ``_cfg()`` defaults, wrapped at 120 columns.
     """
     name, cfg, scales = tag_cfg(folder)
+    cascade = staged_info(folder)['cascade']
     arch = _architecture(name)
     defaults = {k: _normalise(v) for k, v in PretrainedCfg(**arch.cfg()).to_dict(remove_null=False).items()}
     order = [f.name for f in fields(PretrainedCfg)]
     items = [f'hf_hub_id={cfg["hf_hub_id"]!r}']
     items += [f'{k}={cfg[k]!r}' for k in order if k in cfg and k != 'hf_hub_id' and defaults.get(k) != cfg[k]]
     source = arch.module_path
-    return '\n'.join([
+    lines = [
         f'# {source}: in default_cfgs = generate_default_cfgs({{...}})',
         *_wrap_call(f"'{name}': _cfg", items, '    '),
         f'# {source}: in TAG_SCALES',
         f"    '{name}': {tuple(scales)!r},",
-    ]) + '\n'
+    ]
+    if cascade:
+        lines += [f'# {source}: in TAG_CASCADES (the fitted resolution cascade)', f"    '{name}': {cascade!r},"]
+    return '\n'.join(lines) + '\n'

@@ -27,9 +27,10 @@ from ..scales import resolve_scales
 from ..utils import CLIError
 from ..version import __version__
 from .cards import dataset_display_name, hub_dataset_id, render_model_card
+from .cascade import cascade_entry
 from .comparison import load_comparison
 from .files import (
-    ARGS_NAME, CARD_NAME, COMPARISON_NAME, HUB_ORG, PLOT_NAME, STORAGE_DTYPES, TAG_PATTERN, staged_info,
+    ARGS_NAME, CARD_NAME, CASCADE_NAME, COMPARISON_NAME, HUB_ORG, PLOT_NAME, STORAGE_DTYPES, TAG_PATTERN, staged_info,
     validate_repo_id,
 )
 from .load import verify
@@ -172,6 +173,7 @@ def stage(
         train_args: Optional[Union[str, Path]] = None,
         comparison: Optional[Union[str, Path]] = None,
         plot: Optional[Union[str, Path]] = None,
+        cascade: Optional[Union[str, Path]] = None,
         use_ema: bool = False,
         dtype: str = 'float32',
         org: str = HUB_ORG,
@@ -198,6 +200,9 @@ def stage(
         comparison: The weights beside dedicated plain models (`sct_timm.hub.comparison`; copied as
             ``comparison.json``), rendered in the card.
         plot: PNG of accuracy against resolution (copied as ``accuracy_vs_resolution.png``), shown in the card.
+        cascade: ``sct-bench --cascade``'s ``cascade.json`` for these weights (the ``results_model`` entry, or the only
+            one): its fitted thresholds go into ``config.json``'s model args (`sct_timm.hub.cascade`), it is copied as
+            ``cascade.json`` and shown in the card.
         use_ema: Stage the checkpoint's EMA weights (an error if it has none: see `sct_timm.checkpoint`).
         dtype: Storage precision of ``model.safetensors``; timm loads it into float32 parameters.
         org: Hub namespace of ``hf_hub_id``.
@@ -247,6 +252,7 @@ def stage(
         load_comparison(comparison)
     if plot is not None:
         _check_png(Path(plot))
+    cascade_doc = cascade_entry(cascade, results_model) if cascade is not None else None
     dataset = dataset or _arg(args, 'dataset') or (results_doc['results'][0]['dataset'] if results_doc else None)
     if not dataset:
         raise CLIError(f'{checkpoint}: records no data set (no args.dataset, no results); pass --dataset')
@@ -286,8 +292,10 @@ def stage(
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{output.name}.', suffix='.tmp', dir=output.parent))
     try:
-        save_for_hf(model, tmp, model_config=model_config, model_args={'scales': list(scales)},
-                    safe_serialization=True)
+        model_args: Dict[str, Any] = {'scales': list(scales)}
+        if cascade_doc is not None:
+            model_args['cascade'] = cascade_doc['fitted']
+        save_for_hf(model, tmp, model_config=model_config, model_args=model_args, safe_serialization=True)
         # what is published holds no path of this machine (`portable_paths`)
         if results_doc is not None:
             (tmp / RESULTS_JSON).write_text(json.dumps(portable_paths(results_doc), indent=2) + '\n', encoding='utf-8')
@@ -296,6 +304,9 @@ def stage(
             (tmp / COMPARISON_NAME).write_text(json.dumps(doc, indent=2) + '\n', encoding='utf-8')
         if plot is not None:
             shutil.copyfile(plot, tmp / PLOT_NAME)
+        if cascade_doc is not None:
+            doc = portable_paths({'models': [cascade_doc]})
+            (tmp / CASCADE_NAME).write_text(json.dumps(doc, indent=2) + '\n', encoding='utf-8')
         run_args = read_yaml_mapping(Path(train_args)) if train_args is not None else args
         if run_args:
             (tmp / ARGS_NAME).write_text(yaml.safe_dump(portable_paths(dict(run_args)), sort_keys=False),

@@ -11,6 +11,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, resolve_pretrained_cfg
 from torch import nn
 
+from ..cascade import cascade_config
 from ..convert import checkpoint_filter_fn, convert_to_sbn
 from ..scales import resolve_scales
 from ._registry import sct_architecture
@@ -83,19 +84,26 @@ def create_sct_model(variant: str, pretrained: bool = False, **kwargs) -> nn.Mod
 
     Scales come from the explicit ``scales`` kwarg, else the pretrained tag's registered scales (a tag's weights
     only fit the scale count they were trained with), else the default preset (SCT-A). Without the tag's weights,
-    another ``in_chans`` than the tag's gets timm's default mean/std (`_shape_cfg_overlay`).
+    another ``in_chans`` than the tag's gets timm's default mean/std (`_shape_cfg_overlay`). A resolution cascade
+    (``cascade`` kwarg, as a Hub folder's ``config.json`` passes it, else with the tag's weights its ``TAG_CASCADES``
+    entry, when no ``scales`` are passed: they fit those scales) becomes ``model.sct_cascade`` and is recorded in the
+    model args, so a saved model keeps it.
     """
     arch = sct_architecture(variant)
     scales = kwargs.pop('scales', None)
+    cascade = kwargs.pop('cascade', None)
+    tag = _tag_of(variant, kwargs.get('pretrained_cfg'))
     if scales is None:
-        scales = arch.tag_scales.get(_tag_of(variant, kwargs.get('pretrained_cfg')))
+        scales = arch.tag_scales.get(tag)
+        if cascade is None and pretrained:  # the thresholds were fitted for the tag's weights
+            cascade = arch.tag_cascades.get(tag)
     kwargs['scales'] = resolve_scales(scales)
     kwargs['pretrained_cfg_overlay'] = _shape_cfg_overlay(variant, pretrained, kwargs) or None
 
     def build(**model_kwargs):
         return _build_sct(arch.base, **model_kwargs)
 
-    return build_model_with_cfg(
+    model = build_model_with_cfg(
         build,
         variant,
         pretrained,
@@ -103,3 +111,7 @@ def create_sct_model(variant: str, pretrained: bool = False, **kwargs) -> nn.Mod
         feature_cfg=arch.feature_cfg,
         **kwargs,
     )
+    if cascade:
+        model.sct_cascade = cascade_config(cascade)
+        model._model_args = dict(getattr(model, '_model_args', {}), cascade=model.sct_cascade)
+    return model

@@ -2,17 +2,19 @@
 
 An architecture registers with `register_sct_model`, the decorator on its entrypoint (in place of timm's
 ``register_model``, which it calls): it records the plain timm model the architecture is (`BASE_MODELS`), the module's
-pretrained-cfg defaults (its ``_cfg``) and the scales each weight tag was trained with. A tag is timm data, an entry in
+pretrained-cfg defaults (its ``_cfg``), the scales each weight tag was trained with and the resolution cascade fitted
+for it, if any (`sct_timm.cascade`). A tag is timm data, an entry in
 the module's ``default_cfgs``; `add_tag` / `remove_tag` change the tags of the running process (a staged folder, a
 private Hub) the way the module's own entries would, and are what ``sct_timm.hub`` uses.
 """
 import sys
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from timm.models import PretrainedCfg, is_model, parse_model_name, register_model, split_model_name_tag
 
+from ..cascade import cascade_config
 from ..scales import resolve_scales
 
 __all__ = [
@@ -30,6 +32,7 @@ class SCTArchitecture:
     cfg: Callable[..., Dict[str, Any]]
     tag_scales: Dict[str, Sequence[int]] = field(default_factory=dict)
     feature_cfg: Optional[Dict[str, Any]] = None
+    tag_cascades: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
     @property
     def default_cfg(self) -> Any:
@@ -58,6 +61,7 @@ def register_sct_model(
         cfg: Callable[..., Dict[str, Any]],
         tag_scales: Optional[Dict[str, Sequence[int]]] = None,
         feature_cfg: Optional[Dict[str, Any]] = None,
+        tag_cascades: Optional[Dict[str, Dict[str, Any]]] = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering an SCT entrypoint in timm's registry and here.
 
@@ -66,11 +70,14 @@ def register_sct_model(
         cfg: The module's pretrained-cfg defaults (``_cfg(url='', **kwargs)``), which a tag overrides.
         tag_scales: ``'arch.tag' -> scales`` each weight tag was trained with (a tag's weights fit only those).
         feature_cfg: timm's ``feature_cfg`` for ``features_only`` models.
+        tag_cascades: ``'arch.tag' -> cascade config`` fitted for a tag's weights (`sct_timm.cascade.fit_thresholds`),
+            which ``create_model('arch.tag')`` attaches as ``model.sct_cascade``.
     """
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         # the module's own table, shared (its tags' scales are data of the module, as default_cfgs is)
         scales = tag_scales if tag_scales is not None else {}
-        SCT_ARCHITECTURES[fn.__name__] = SCTArchitecture(fn.__name__, base, fn, cfg, scales, feature_cfg)
+        cascades = tag_cascades if tag_cascades is not None else {}
+        SCT_ARCHITECTURES[fn.__name__] = SCTArchitecture(fn.__name__, base, fn, cfg, scales, feature_cfg, cascades)
         BASE_MODELS[fn.__name__] = base
         return register_model(fn)
     return decorator
@@ -92,8 +99,10 @@ def is_sct(name: str) -> bool:
     return source is None and split_model_name_tag(model_id)[0] in SCT_ARCHITECTURES
 
 
-def add_tag(name: str, pretrained_cfg: PretrainedCfg, scales: Sequence[int], default: bool = False) -> str:
-    """Make ``arch.tag`` a pretrained tag in this process, as its ``default_cfgs`` entry in the module would.
+def add_tag(name: str, pretrained_cfg: PretrainedCfg, scales: Sequence[int], default: bool = False,
+            cascade: Optional[Mapping[str, Any]] = None) -> str:
+    """Make ``arch.tag`` a pretrained tag in this process, as its ``default_cfgs`` entry in the module would (and
+    its ``TAG_CASCADES`` entry, given a fitted ``cascade``).
 
     The first tag with weights becomes the architecture's default, as in ``generate_default_cfgs``, unless
     ``default`` makes this one the default (`remove_tag` gives the default back).
@@ -113,6 +122,10 @@ def add_tag(name: str, pretrained_cfg: PretrainedCfg, scales: Sequence[int], def
     default_cfg.cfgs[tag] = pretrained_cfg
     default_cfg.is_pretrained = True
     arch.tag_scales[name] = tuple(scales)
+    if cascade:
+        arch.tag_cascades[name] = cascade_config(cascade)
+    else:
+        arch.tag_cascades.pop(name, None)
     arch.reregister()
     return name
 
@@ -131,4 +144,5 @@ def remove_tag(name: str) -> None:
             default_cfg.tags.remove(weighted[0])
             default_cfg.tags.appendleft(weighted[0])
     arch.tag_scales.pop(name, None)
+    arch.tag_cascades.pop(name, None)
     arch.reregister()

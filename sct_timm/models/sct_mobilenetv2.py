@@ -1,5 +1,5 @@
 """SCT MobileNetV2: timm's ``mobilenetv2_100`` with Scale-Specific BatchNorm (Yu et al., arXiv:1909.00182)."""
-from typing import Dict, Sequence
+from typing import Any, Dict, Sequence
 
 from timm.models import EfficientNet, generate_default_cfgs
 
@@ -12,6 +12,10 @@ __all__ = []
 TAG_SCALES: Dict[str, Sequence[int]] = {
     'sct_mobilenetv2.sct3j_fmnist': (64, 48, 32),
 }
+
+
+# the resolution cascade fitted for a tag's weights ('arch.tag' -> sct_timm.cascade config), from `sct-hub cfg`
+TAG_CASCADES: Dict[str, Dict[str, Any]] = {}
 
 
 def _cfg(url: str = '', **kwargs):
@@ -29,7 +33,8 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-@register_sct_model('mobilenetv2_100', _cfg, TAG_SCALES, feature_cfg=dict(flatten_sequential=True))
+@register_sct_model('mobilenetv2_100', _cfg, TAG_SCALES, feature_cfg=dict(flatten_sequential=True),
+                    tag_cascades=TAG_CASCADES)
 def sct_mobilenetv2(pretrained: bool = False, **kwargs) -> EfficientNet:
     """MobileNetV2 (width 1.0) with S-BN; ``scales`` picks the training resolutions (default: the tag's, 64, 48, 32)."""
     return create_sct_model('sct_mobilenetv2', pretrained, **kwargs)

@@ -1,5 +1,5 @@
 """SCT ResNets: timm's ResNet-18/50 with Scale-Specific BatchNorm (Yu et al., arXiv:1909.00182)."""
-from typing import Dict, Sequence
+from typing import Any, Dict, Sequence
 
 from timm.models import ResNet, generate_default_cfgs
 
@@ -13,6 +13,10 @@ TAG_SCALES: Dict[str, Sequence[int]] = {
     'sct_resnet18.sct3j_fmnist': (64, 48, 32),
     'sct_resnet50.sct3j_fmnist': (64, 48, 32),
 }
+
+
+# the resolution cascade fitted for a tag's weights ('arch.tag' -> sct_timm.cascade config), from `sct-hub cfg`
+TAG_CASCADES: Dict[str, Dict[str, Any]] = {}
 
 
 def _cfg(url: str = '', **kwargs):
@@ -35,13 +39,13 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-@register_sct_model('resnet18', _cfg, TAG_SCALES)
+@register_sct_model('resnet18', _cfg, TAG_SCALES, tag_cascades=TAG_CASCADES)
 def sct_resnet18(pretrained: bool = False, **kwargs) -> ResNet:
     """ResNet-18 with S-BN; ``scales`` picks the training resolutions (default: the tag's, 64, 48, 32)."""
     return create_sct_model('sct_resnet18', pretrained, **kwargs)
 
 
-@register_sct_model('resnet50', _cfg, TAG_SCALES)
+@register_sct_model('resnet50', _cfg, TAG_SCALES, tag_cascades=TAG_CASCADES)
 def sct_resnet50(pretrained: bool = False, **kwargs) -> ResNet:
     """ResNet-50 with S-BN; ``scales`` picks the training resolutions (default: the tag's, 64, 48, 32)."""
     return create_sct_model('sct_resnet50', pretrained, **kwargs)

@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--start-epoch', type=int, metavar='N', help='manual epoch number (useful on restarts)')
     group.add_argument('--decay-milestones', type=int, nargs='+', default=[90, 180, 270])
     group.add_argument('--decay-epochs', type=float, default=90)
-    group.add_argument('--warmup-epochs', type=int, default=5)
+    group.add_argument('--warmup-epochs', type=float, default=5,
+                       help='LR warm-up epochs; a fraction (e.g. 0.25) warms up over part of an epoch with --sched-on-updates')
     group.add_argument('--warmup-prefix', action='store_true')
     group.add_argument('--cooldown-epochs', type=int, default=0)
     group.add_argument('--patience-epochs', type=int, default=10)
@@ -266,7 +267,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.ArgumentP
                        f'--data-dir {args.data_dir}; list flags take space- or comma-separated values)\n')
     if args.data_dir is None and args.data is not None:
         args.data_dir = args.data  # the deprecated positional, as timm reads it
+    _check_warmup(parser, args)
     return parser, args
+
+
+def _check_warmup(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A fractional ``--warmup-epochs`` is a warm-up over part of an epoch's updates: only per-update schedules
+    have one, and timm's ``--warmup-prefix`` counts whole epochs."""
+    warmup = args.warmup_epochs
+    if not warmup >= 0:
+        parser.error(f'--warmup-epochs must be >= 0, got {warmup}')
+    if warmup != int(warmup):
+        if not args.sched_on_updates:
+            parser.error(f'--warmup-epochs {warmup}: a fraction of an epoch needs --sched-on-updates')
+        if args.warmup_prefix:
+            parser.error(f'--warmup-epochs {warmup}: --warmup-prefix needs whole epochs')
+    else:
+        args.warmup_epochs = int(warmup)  # timm's own type where it is whole
 
 
 def _normalize_lists(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ timm's ``train.py`` loop; the loss is the task's weighted sum over scales, repor
 """
 import argparse
 import contextlib
+import math
 from collections import OrderedDict
 from typing import Dict, Tuple
 
@@ -13,6 +14,7 @@ from timm import utils
 from tqdm.auto import tqdm
 
 from ..task import SCTClassificationTask
+from ..utils import CLIError
 
 __all__ = ['train_one_epoch']
 
@@ -53,6 +55,7 @@ def train_one_epoch(
         if args.scale_backward == 'per_scale':
             result = task.forward_backward(input, target, lambda loss: _backward(loss / accum, loss_scaler),
                                            autocast=amp_autocast, sync=need_update)
+            _check_finite(result, epoch, batch_idx)
             if need_update:
                 _optimizer_step(task, optimizer, args, loss_scaler)
         else:
@@ -60,6 +63,7 @@ def train_one_epoch(
             with sync:
                 with amp_autocast():
                     result = task(input, target)
+                _check_finite(result, epoch, batch_idx)
                 _backward(result['loss'] / accum, loss_scaler)
                 if need_update:
                     _optimizer_step(task, optimizer, args, loss_scaler)
@@ -76,6 +80,15 @@ def train_one_epoch(
         if batch_idx % args.log_interval == 0 or last_batch:
             progress.set_postfix(loss=f'{meters["loss"].avg:.4f}', lr=f'{optimizer.param_groups[0]["lr"]:.3g}')
     return OrderedDict((key, meter.avg) for key, meter in meters.items()), num_updates
+
+
+def _check_finite(result: Dict[str, torch.Tensor], epoch: int, batch_idx: int) -> None:
+    """Stop before a non-finite loss updates the weights: the run has diverged (a one-line error; the checkpoints
+    of earlier epochs stay). Each rank checks its own loss, so under DDP the diverged rank stops the job."""
+    loss = float(result['loss'])
+    if not math.isfinite(loss):
+        raise CLIError(f'training diverged: the loss is {loss} at epoch {epoch}, batch {batch_idx} (lower --lr, add '
+                       '--warmup-epochs or --clip-grad); the checkpoints of earlier epochs are kept')
 
 
 def _backward(loss: torch.Tensor, loss_scaler) -> None:

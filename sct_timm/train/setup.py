@@ -14,7 +14,7 @@ from timm.task import load_task_ema_checkpoint, resume_task_checkpoint
 
 from ..datasets import FMNIST_CLASSES, is_fmnist
 from ..layers import is_sbn
-from ..precision import amp_autocast, precision_name, resolve_amp_dtype
+from ..precision import amp_autocast, guard_one_pixel_convs, precision_name, resolve_amp_dtype
 from ..task import SCTClassificationTask
 from ..utils import CLIError, one_line
 from .data import (
@@ -142,6 +142,9 @@ def prepare(args: argparse.Namespace) -> TrainSetup:
     resolve_lr(args)
     optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg=args))
     autocast, loss_scaler, precision = resolve_precision(args, device)
+    if args.amp and device.type == 'cpu':  # before EMA copies the model: its copy is guarded too
+        guarded = guard_one_pixel_convs(model)
+        _logger.info(f'{guarded} strided convolutions run in float32 on one-pixel inputs (precision.py)')
     if args.model_ema:
         task.setup_ema(decay=args.model_ema_decay, use_warmup=args.model_ema_warmup,
                        device='cpu' if args.model_ema_force_cpu else None)

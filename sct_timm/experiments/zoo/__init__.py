@@ -1,21 +1,25 @@
 """The Fashion-MNIST model zoo: SCT weights for sct_resnet18, sct_resnet50 and sct_mobilenetv2, and their baselines.
 
-For each architecture the driver trains, with ``sct-train`` and one committed config each, four rows:
+The zoo comes in generations named by their pretrained tag (``--tag``, default the newest; `plan.GENERATIONS` holds
+each one's scale set, test sizes, configs and budgets). For each architecture the driver trains, with ``sct-train`` and
+the generation's committed configs, one row per kind:
 
-* ``sct``: the SCT model with the best recipe of ``benchmarks/ablation.py`` (S-BN at 64, 48 and 32 px, size jitter
-  0.5: ``sct_timm/configs/sct_<arch>_fmnist.yaml``; the config is the recipe, the driver adds only the budget);
-* ``plain_r64``, ``plain_r48``, ``plain_r32``: the dedicated plain timm model trained at that one size, with the same
-  recipe and budget (``sct_timm/configs/<timm arch>_r64_fmnist.yaml`` and ``--scales N``, as the ablation trains its
-  ``plain_r*`` rows);
+* ``sct``: the SCT model (``sct5j_fmnist``: S-BN at 64, 48, 32, 24, 16 px with the recipe pilots' winner,
+  ``sct_timm/configs/sct_<arch>_fmnist5.yaml``; ``sct3j_fmnist``: the ablation's {64, 48, 32} recipe,
+  ``sct_<arch>_fmnist.yaml``); the config is the recipe, the driver adds only the budget;
+* ``plain_r<size>``, one per training scale: the dedicated plain timm model trained at that one size, with the same
+  recipe and budget (``<timm arch>_fmnist5.yaml`` / ``<timm arch>_r64_fmnist.yaml`` and ``--scales N``);
 
-then sweeps each row's final ``last.pth.tar`` with ``sct-bench`` at 32, 40, 48, 56, 64, 72, 80 and 96 px on the 10,000
-test images (2,500 for resnet50; top-1 and top-5), and writes ``benchmarks/results/zoo_fmnist_<device>/``:
+then sweeps each row's final ``last.pth.tar`` with ``sct-bench`` at the generation's test sizes on the test images, and
+writes ``benchmarks/results/<generation's folder>/`` (``zoo_sct5j_fmnist_<device>``, ``zoo_fmnist_<device>``):
 ``sweeps/<arch>_<row>/``, ``zoo.json`` / ``zoo.md`` (SCT against the best dedicated model at every size, and the
 targets as margins) and ``accuracy_vs_resolution_<arch>.png``. ``--stage`` then writes each SCT model's Hub folder
 with ``sct-hub stage`` (float16) as ``hub/<sct arch>.<tag>/``: the weights are staged bare in the run folder and swept
-there as a user loads them (``local-dir:``, with batch-1 latency: ``sweeps/<arch>_sct_stored/``), and that sweep, the
-comparison with the dedicated models (``comparison.json``) and a plot make the card. ``--check`` (the README's main
-command) sweeps every staged tag through ``pretrained=True`` and sets it beside its card and dedicated models.
+there as a user loads them (``local-dir:``, with batch-1 latency and, for ``sct5j_fmnist``, the resolution cascade
+fitted on ``train_holdout``: ``sweeps/<arch>_sct_stored/``), and that sweep, the comparison with the dedicated models
+(``comparison.json``), the cascade and a plot make the card. ``--check`` (the README's main command) sweeps each
+architecture's newest staged and registered tag through ``pretrained=True`` and sets it beside its card and dedicated
+models.
 
 Runs resume (`run`), so the whole zoo is ``python benchmarks/zoo.py && python benchmarks/zoo.py --stage``, however
 often it is interrupted. The modules: `plan` (rows, budgets, measured costs, projected minutes), `commands` (the
@@ -28,9 +32,11 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
+import timm
+
 from ..runs import run_in_repo
 from .check import check
-from .plan import ARCHS, KINDS, TAG, TEST_IMAGES, TEST_SIZES, select_rows
+from .plan import DEFAULT_TAG, GENERATIONS, TEST_IMAGES, Row, generation, select_rows, staged_dir
 from .report import report
 from .run import dry_run, run_rows, stage_row
 
@@ -43,28 +49,33 @@ def _sizes(text: str) -> List[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--archs', nargs='+', default=list(ARCHS), choices=list(ARCHS), metavar='ARCH',
-                        help=f'architectures (default: {" ".join(ARCHS)})')
-    parser.add_argument('--rows', nargs='+', default=list(KINDS), choices=KINDS, metavar='ROW',
-                        help=f'rows of each architecture (default: {" ".join(KINDS)})')
+    archs = sorted({a for g in GENERATIONS.values() for a in g.archs})
+    kinds = sorted({k for g in GENERATIONS.values() for k in g.kinds})
+    parser.add_argument('--tag', choices=list(GENERATIONS), metavar='TAG',
+                        help=f"the zoo generation, named by its pretrained tag (default: {DEFAULT_TAG}; --check: each "
+                             f"architecture's newest staged tag; known: {', '.join(GENERATIONS)})")
+    parser.add_argument('--archs', nargs='+', choices=archs, metavar='ARCH',
+                        help="architectures (default: all of the generation's)")
+    parser.add_argument('--rows', nargs='+', choices=kinds, metavar='ROW',
+                        help="rows of each architecture (default: all of the generation's, e.g. sct plain_r64 ...)")
     parser.add_argument('--device', default='cpu', help='device of training and sweeps (default: cpu)')
     group = parser.add_argument_group('Budget (default: the measured plan in sct_timm/experiments/zoo/plan.py)')
     group.add_argument('--train-samples', type=int, help='training images of every run (default: per architecture)')
     group.add_argument('--epochs', type=int, help='epochs of every run (default: per architecture)')
     group.add_argument('--val-samples', type=int, default=1000,
-                       help='test images validated after each epoch (default 1000)')
+                       help='images of the generation\'s validation split checked after each epoch (default 1000)')
     group.add_argument('--test-samples', type=int, help=f'test images per sweep size (default: per architecture, '
-                       f'all {TEST_IMAGES} but 2500 for resnet50)')
-    group.add_argument('--test-sizes', nargs='+', type=_sizes, default=[list(TEST_SIZES)], metavar='SIZE',
-                       help=f"sweep sizes, space- or comma-separated (default: {' '.join(map(str, TEST_SIZES))})")
+                       f'all {TEST_IMAGES}; sct3j_fmnist: 2500 for resnet50)')
+    group.add_argument('--test-sizes', nargs='+', type=_sizes, metavar='SIZE',
+                       help="sweep sizes, space- or comma-separated (default: the generation's)")
     group = parser.add_argument_group('Paths')
-    group.add_argument('--output', help='training runs (default: output/zoo in the repository)')
-    group.add_argument('--results', help='result files (default: benchmarks/results/zoo_fmnist_<device> in the '
-                       'repository)')
+    group.add_argument('--output', help="training runs (default: the generation's, e.g. output/zoo5 in the "
+                       "repository)")
+    group.add_argument('--results', help="result files (default: the generation's, e.g. "
+                       "benchmarks/results/zoo_sct5j_fmnist_<device> in the repository)")
     group.add_argument('--hub-dir', help='parent of the staged folders (default: hub in the repository)')
     group.add_argument('--hardware-note', help='appended to the cards\' hardware line (--stage), e.g. what else ran')
     group.add_argument('--check-output', help='--check results (default: output/zoo_check in the repository)')
-    group.add_argument('--tag', default=TAG, help=f'pretrained tag of the staged SCT weights (default: {TAG})')
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument('--train-only', action='store_true', help='train, do not sweep or report')
     mode.add_argument('--report-only', action='store_true', help='only rewrite zoo.json/zoo.md and the plots')
@@ -76,16 +87,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _registered(name: str) -> bool:
+    return name in timm.list_pretrained(name)
+
+
+def _newest_staged(args: argparse.Namespace) -> List[Row]:
+    """Each selected architecture's SCT row of the newest generation staged under ``--hub-dir``."""
+    rows = []
+    for arch in args.archs:
+        # staged, and a tag timm knows (its model module's entry), which --pretrained loads
+        staged = [row for gen in reversed(GENERATIONS.values()) if arch in gen.archs
+                  for row in [Row(gen, arch, 'sct')]
+                  if (staged_dir(row, args) / 'config.json').is_file() and _registered(f'{row.model}.{gen.tag}')]
+        if staged:
+            rows.append(staged[0])
+    if not rows:
+        raise SystemExit(f'zoo: no staged zoo tag under {args.hub_dir} (stage one with --stage)')
+    return rows
+
+
 def main(argv: Optional[List[str]] = None, root: Optional[Path] = None) -> int:
     """The zoo's command line; ``root`` is the repository (default: the current directory): the steps run there (the
     configs are repo-relative) and the default paths lie in it."""
-    args = build_parser().parse_args(argv)
-    args.test_sizes = [size for group in args.test_sizes for size in group]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.gen = generation(args.tag or DEFAULT_TAG)
+    args.archs = args.archs or list(args.gen.archs)
+    args.rows = args.rows or list(args.gen.kinds)
+    for name, values, known in (('--archs', args.archs, args.gen.archs), ('--rows', args.rows, args.gen.kinds)):
+        if not set(values) <= set(known):
+            parser.error(f"{name}: {', '.join(sorted(set(values) - set(known)))} not in zoo {args.gen.tag} "
+                         f"(it has {', '.join(known)})")
+    args.sizes_given = bool(args.test_sizes)  # else each generation's own (--check mixes generations)
+    args.test_sizes = ([size for group in args.test_sizes for size in group] if args.test_sizes
+                       else list(args.gen.test_sizes))
     args.root = Path(root or Path.cwd()).resolve()
     # given paths are the caller's, defaults the repository's; inside it they are kept repo-relative (`run_in_repo`),
     # so the result files and staged cards name repo paths, not this machine's folders
-    defaults = {'output': 'output/zoo', 'results': f'benchmarks/results/zoo_fmnist_{args.device}', 'hub_dir': 'hub',
-                'check_output': 'output/zoo_check'}
+    defaults = {'output': args.gen.output, 'results': 'benchmarks/results/' + args.gen.results.format(device=args.device),
+                'hub_dir': 'hub', 'check_output': 'output/zoo_check'}
     for key, default in defaults.items():
         setattr(args, key, Path(getattr(args, key) or args.root / default))
     args = run_in_repo(args, args.root, *defaults)
@@ -96,7 +136,7 @@ def main(argv: Optional[List[str]] = None, root: Optional[Path] = None) -> int:
         dry_run(rows, args)
         return 0
     if args.check:
-        return check(rows, args)
+        return check(rows if args.tag else _newest_staged(args), args)
     if args.stage:
         for row in rows:
             if row.kind == 'sct':

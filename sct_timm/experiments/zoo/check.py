@@ -56,7 +56,7 @@ def check(rows: Sequence[Row], args: argparse.Namespace) -> int:
                   markdown_table(['px', 're-measured top-1', 'card top-1', 'difference', 'best dedicated',
                                   'SCT - best dedicated'], body)]
         doc[row.arch] = entry
-        plot(row.arch, {'sct': measured, **dedicated}, out / f'accuracy_vs_resolution_{row.arch}.png')
+        plot(row.gen, row.arch, {'sct': measured, **dedicated}, out / f'accuracy_vs_resolution_{row.arch}.png')
     lines += ['', 'Every re-measured top-1 within 0.1 points of its card: '
               + ('**no**' if failed else 'yes') + '.']
     (out / 'check.json').write_text(json.dumps(doc, indent=2) + '\n')

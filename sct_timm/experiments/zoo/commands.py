@@ -26,27 +26,32 @@ def sweep_command(row: Row, args: argparse.Namespace) -> List[str]:
 def stage_command(row: Row, args: argparse.Namespace, probe: bool = False) -> List[str]:
     """``sct-hub stage`` of an SCT row in float16: the final folder, or (``probe``) a bare one for the stored sweep."""
     folder = run_dir(row, args)
-    cmd = runs.module_command(runs.HUB, 'stage', str(runs.checkpoint(folder)), '--tag', args.tag,
+    cmd = runs.module_command(runs.HUB, 'stage', str(runs.checkpoint(folder)), '--tag', row.gen.tag,
                               '--train-args', str(folder / 'args.yaml'), '--dtype', 'float16')
     if probe:
         return cmd + ['--output', str(folder / 'stored'), '--force']
+    cascade = ['--cascade', str(stored_sweep_path(row, args).parent / 'cascade.json')] if row.gen.cascade else []
     return cmd + ['--results', str(stored_sweep_path(row, args)), '--comparison', str(folder / 'comparison.json'),
-                  '--plot', str(folder / 'accuracy_vs_resolution.png'), '--hub-dir', str(args.hub_dir)]
+                  '--plot', str(folder / 'accuracy_vs_resolution.png'), '--hub-dir', str(args.hub_dir), *cascade]
 
 
 def stored_sweep_command(row: Row, args: argparse.Namespace) -> List[str]:
     """``sct-bench`` of the float16 weights as staged, through timm's ``local-dir:`` loader and their own data config
-    (a user's path), with batch-1 CPU latency and GMACs for the card."""
+    (a user's path), with batch-1 CPU latency and GMACs for the card, and the generation's resolution cascade
+    (thresholds fitted on ``train_holdout``, which the generation's models never trained on)."""
+    # with a cascade, its plot too (cascade_<label>.png beside cascade.json; the sweep's own plots come with it)
+    cascade = ['--cascade', *map(str, row.gen.cascade)] if row.gen.cascade else ['--no-plots']
     return runs.module_command(
-        runs.BENCH, '--model', f"local-dir:{run_dir(row, args) / 'stored'}", '--label', f'{row.model}.{args.tag}',
+        runs.BENCH, '--model', f"local-dir:{run_dir(row, args) / 'stored'}", '--label', f'{row.model}.{row.gen.tag}',
         '--dataset', runs.DATASET, '--resolutions', *map(str, args.test_sizes), '--num-samples',
         str(test_samples(row, args)), '--device', args.device, '--latency-runs', '30', '--throughput-batch-size', '0',
-        '--no-plots', '--output', str(stored_sweep_path(row, args).parent))
+        '--output', str(stored_sweep_path(row, args).parent), *cascade)
 
 
 def check_command(row: Row, args: argparse.Namespace, samples: int) -> List[str]:
     """``sct-bench`` of a zoo tag by registry name with ``--pretrained``: timm's own Hub path, as a user loads it."""
+    sizes = args.test_sizes if args.sizes_given else row.gen.test_sizes
     return runs.module_command(
-        runs.BENCH, '--model', f'{row.model}.{args.tag}', '--pretrained', '--dataset', runs.DATASET, '--resolutions',
-        *map(str, args.test_sizes), '--num-samples', str(samples), '--device', args.device, '--latency-runs', '0',
+        runs.BENCH, '--model', f'{row.model}.{row.gen.tag}', '--pretrained', '--dataset', runs.DATASET, '--resolutions',
+        *map(str, sizes), '--num-samples', str(samples), '--device', args.device, '--latency-runs', '0',
         '--throughput-batch-size', '0', '--no-plots', '--output', str(Path(args.check_output) / row.arch))

@@ -1,7 +1,7 @@
 """The zoo's plan: its architectures and rows, their budgets and measured costs, where each run's files lie and how
 far each got, and the projected minutes ``--dry-run`` prints.
 
-Budget plan: all 12 runs and their sweeps in about 120 minutes of uncontended 2-core CPU time (``--device cpu``).
+Budget plan of the first generation (``sct3j_fmnist``, below): all 12 runs and their sweeps in about 120 minutes of uncontended 2-core CPU time (``--device cpu``).
 Costs were measured (a throw-away probe in the git-ignored ``output/zoo_probe/``) while another training held the
 cores, so as CPU seconds of one-thread, niced ``sct-train`` / ``sct-bench`` runs rather than wall time (318 CPU
 seconds in all): SCT steps from the difference of a 128- and a 640-image epoch (start-up cancels), plain steps from a
@@ -29,8 +29,24 @@ the final checkpoint). The issue's example (the full 60k for several epochs) doe
 four runs alone is about 80 minutes. Raise ``--train-samples``/``--epochs`` (and ``--device``) where more compute is
 available.
 
-Everything a row is follows from the data here (`ARCHS`, `TRAIN_SCALES`, `TEST_SIZES`): a new architecture, scale set
-or test size is an entry, not code.
+Everything a row is follows from the data here (`GENERATIONS`: scale set, test sizes, architectures and budgets): a
+new architecture, scale set or test size is an entry, not code.
+
+Two generations of the zoo, each named by its pretrained tag (``--tag`` picks one; the newest is the default):
+
+* ``sct3j_fmnist`` (history): S-BN at {64, 48, 32} with size jitter, trained on 10,000 test-validated images x 3
+  epochs (the costs and budget above); its results are ``benchmarks/results/zoo_fmnist_cpu/``, its tags stay
+  registered and staged so old code and cards keep working;
+* ``sct5j_fmnist``: S-BN at {64, 48, 32, 24, 16} (decided at stride 8) with the recipe of the pilots
+  (``benchmarks/results/recipe_pilots_fmnist_cpu/``), trained on ``train_fit`` (55,000 images) and validated per
+  epoch on ``train_holdout``, swept at 12..96 px on all 10,000 test images, with dedicated models at each of the five
+  scales. Its costs per image are the pilots' (2 uncontended cores, bf16 + channels_last): SCT resnet18 7.9 ms
+  (435 s per 55k epoch), plain resnet18 1.1 + 2.2 x (size / 64)^2 ms (3.0 min per epoch at 64 px, 1.15 at 16);
+  mobilenetv2 and resnet50 scaled from resnet18 by their bare 64-px step times (481 and 1021 ms against 423).
+  Budgets: train_fit x 6 epochs for resnet18 and mobilenetv2, x 4 for resnet50 (whose step costs 2.4x), each the
+  same for the SCT model and its dedicated models. A row is one run (train + sweep) of at most about two hours,
+  committed as it finishes; the SCT row's staged weights also get a resolution cascade 16 -> 32 -> 64 px fitted on
+  train_holdout (`sct_timm.cascade`).
 """
 import argparse
 from dataclasses import dataclass
@@ -44,28 +60,24 @@ from ...models import BASE_MODELS
 from ..runs import checkpoint, finished_sweep, sweep_file, trained as run_trained
 
 __all__ = [
-    'CONFIGS', 'TRAIN_SCALES', 'TEST_SIZES', 'TEST_IMAGES', 'SEED', 'KINDS', 'TAG', 'START_S', 'Arch', 'ARCHS', 'Row',
-    'select_rows', 'budget', 'check_budget', 'trained', 'trained_budget', 'test_samples', 'run_dir', 'sweep_path',
-    'swept', 'stored_sweep_path', 'stored_swept', 'staged_dir', 'projected_seconds', 'print_budget',
+    'CONFIGS', 'TEST_IMAGES', 'SEED', 'START_S', 'Arch', 'Generation', 'GENERATIONS', 'DEFAULT_TAG', 'generation',
+    'Row', 'select_rows', 'budget', 'check_budget', 'trained', 'trained_budget', 'test_samples', 'run_dir',
+    'sweep_path', 'swept', 'stored_sweep_path', 'stored_swept', 'staged_dir', 'projected_seconds', 'print_budget',
 ]
 
 CONFIGS = 'sct_timm/configs'
-TRAIN_SCALES = (64, 48, 32)
-TEST_SIZES = (32, 40, 48, 56, 64, 72, 80, 96)
-TEST_IMAGES = FMNIST_TEST_IMAGES  # the Fashion-MNIST test set, which sct-train validates on and sct-bench sweeps
+TEST_IMAGES = FMNIST_TEST_IMAGES  # the Fashion-MNIST test set, which sct-bench sweeps
 SEED = 42
-KINDS = ('sct', *(f'plain_r{r}' for r in TRAIN_SCALES))
-TAG = 'sct3j_fmnist'  # timm's <recipe>_<dataset> form: S-BN at three scales with size jitter, on Fashion-MNIST
 START_S = 8.0  # start-up of one sct-train / sct-bench process (imports, data set, model), measured
 
 
 @dataclass(frozen=True)
 class Arch:
-    """One architecture of the zoo: its models, configs, default budget and measured cost (uncontended, 2 cores)."""
+    """One architecture of the zoo: its models, default budget and measured cost (uncontended, 2 cores)."""
     sct_model: str
     train_samples: int
     epochs: int
-    train_ms: Dict[str, float]  # ms per training image, per row kind ('sct': the three-scale jittered step)
+    train_ms: Dict[str, float]  # ms per training image, per row kind ('sct': the scale collection's step)
     eval_ms: float  # ms per test image at 64 px (other sizes scale with the pixel count)
     test_samples: int = FMNIST_TEST_IMAGES  # test images per sweep size
 
@@ -74,30 +86,68 @@ class Arch:
         """The plain timm architecture the dedicated models are (the SCT model's registered base)."""
         return BASE_MODELS[self.sct_model]
 
-    @property
-    def sct_config(self) -> str:
-        return f'{CONFIGS}/{self.sct_model}_fmnist.yaml'
+
+@dataclass(frozen=True, eq=False)
+class Generation:
+    """One generation of the zoo, named by its pretrained tag: scale set, test sizes, configs, architectures."""
+    tag: str
+    scales: Tuple[int, ...]
+    test_sizes: Tuple[int, ...]
+    archs: Dict[str, Arch]
+    sct_config: str  # config file name patterns, {sct} / {plain}: the architecture's models
+    plain_config: str
+    results: str  # default results folder under benchmarks/results/, {device}: --device
+    output: str  # default run folder in the repository
+    recipe: str  # the SCT recipe in words, for the report
+    cascade: Tuple[int, ...] = ()  # the staged weights' resolution cascade (fitted on train_holdout), if any
 
     @property
-    def plain_config(self) -> str:
-        return f'{CONFIGS}/{self.plain_model}_r64_fmnist.yaml'
+    def kinds(self) -> Tuple[str, ...]:
+        return ('sct', *(f'plain_r{r}' for r in self.scales))
 
 
-# cheapest first, so an interrupted zoo has whole architectures early
-ARCHS: Dict[str, Arch] = {
-    # ms per image on 2 uncontended cores: the one-thread CPU figures of the docstring x 0.68 (training), x 0.60 (eval)
-    'resnet18': Arch('sct_resnet18', 10000, 3,
-                     {'sct': 13.0, 'plain_r64': 7.7, 'plain_r48': 4.3, 'plain_r32': 1.9}, 2.50),
-    'mobilenetv2': Arch('sct_mobilenetv2', 10000, 3,
-                        {'sct': 12.8, 'plain_r64': 6.3, 'plain_r48': 3.5, 'plain_r32': 1.6}, 2.67),
-    'resnet50': Arch('sct_resnet50', 5000, 3,
-                     {'sct': 39.8, 'plain_r64': 20.7, 'plain_r48': 11.7, 'plain_r32': 5.2}, 8.02, 2500),
-}
+def _plain_ms(scale: float, sizes: Sequence[int]) -> Dict[str, float]:
+    # plain step per image: 1.1 ms of fixed cost (augmentation, optimiser) + 2.2 ms x pixels / 64 px's (resnet18)
+    return {f'plain_r{r}': round(scale * (1.1 + 2.2 * (r / 64) ** 2), 2) for r in sizes}
+
+
+FIVE_SCALES = (64, 48, 32, 24, 16)
+GENERATIONS: Dict[str, Generation] = {g.tag: g for g in (
+    Generation(
+        'sct3j_fmnist', (64, 48, 32), (32, 40, 48, 56, 64, 72, 80, 96),
+        # cheapest first, so an interrupted zoo has whole architectures early; ms per image on 2 uncontended cores:
+        # the one-thread CPU figures of the docstring x 0.68 (training), x 0.60 (eval)
+        {'resnet18': Arch('sct_resnet18', 10000, 3,
+                          {'sct': 13.0, 'plain_r64': 7.7, 'plain_r48': 4.3, 'plain_r32': 1.9}, 2.50),
+         'mobilenetv2': Arch('sct_mobilenetv2', 10000, 3,
+                             {'sct': 12.8, 'plain_r64': 6.3, 'plain_r48': 3.5, 'plain_r32': 1.6}, 2.67),
+         'resnet50': Arch('sct_resnet50', 5000, 3,
+                          {'sct': 39.8, 'plain_r64': 20.7, 'plain_r48': 11.7, 'plain_r32': 5.2}, 8.02, 2500)},
+        '{sct}_fmnist.yaml', '{plain}_r64_fmnist.yaml', 'zoo_fmnist_{device}', 'output/zoo',
+        'S-BN at 64, 48, 32 px, size jitter 0.5'),
+    Generation(
+        'sct5j_fmnist', FIVE_SCALES, (12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96),
+        {'resnet18': Arch('sct_resnet18', 55000, 6, {'sct': 7.9, **_plain_ms(1.0, FIVE_SCALES)}, 2.50),
+         'mobilenetv2': Arch('sct_mobilenetv2', 55000, 6, {'sct': 9.0, **_plain_ms(1.14, FIVE_SCALES)}, 2.67),
+         'resnet50': Arch('sct_resnet50', 55000, 4, {'sct': 19.0, **_plain_ms(2.41, FIVE_SCALES)}, 8.02)},
+        '{sct}_fmnist5.yaml', '{plain}_fmnist5.yaml', 'zoo_sct5j_fmnist_{device}', 'output/zoo5',
+        'S-BN at 64, 48, 32, 24, 16 px, the pilots\' recipe', cascade=(16, 32, 64)),
+)}
+DEFAULT_TAG = list(GENERATIONS)[-1]
+
+
+def generation(tag: str) -> Generation:
+    """The generation a ``--tag`` names; SystemExit naming the known ones otherwise."""
+    if tag not in GENERATIONS:
+        raise SystemExit(f"zoo: unknown zoo tag {tag!r} (known: {', '.join(GENERATIONS)})")
+    return GENERATIONS[tag]
 
 
 @dataclass(frozen=True)
 class Row:
-    """One run of the zoo: an architecture and a row kind (``sct`` or ``plain_r<size>``), named ``<arch>_<kind>``."""
+    """One run of a zoo generation: an architecture and a row kind (``sct`` or ``plain_r<size>``), named
+    ``<arch>_<kind>``."""
+    gen: Generation
     arch: str
     kind: str
 
@@ -107,7 +157,7 @@ class Row:
 
     @property
     def spec(self) -> Arch:
-        return ARCHS[self.arch]
+        return self.gen.archs[self.arch]
 
     @property
     def model(self) -> str:
@@ -115,7 +165,8 @@ class Row:
 
     @property
     def config(self) -> str:
-        return self.spec.sct_config if self.kind == 'sct' else self.spec.plain_config
+        pattern = self.gen.sct_config if self.kind == 'sct' else self.gen.plain_config
+        return f'{CONFIGS}/' + pattern.format(sct=self.spec.sct_model, plain=self.spec.plain_model)
 
     @property
     def flags(self) -> List[str]:
@@ -124,12 +175,16 @@ class Row:
 
     @property
     def scales(self) -> Tuple[int, ...]:
-        return TRAIN_SCALES if self.kind == 'sct' else (int(self.kind[len('plain_r'):]),)
+        return self.gen.scales if self.kind == 'sct' else (int(self.kind[len('plain_r'):]),)
+
+    def sibling(self, kind: str) -> 'Row':
+        """The row of another kind of the same architecture and generation."""
+        return Row(self.gen, self.arch, kind)
 
 
 def select_rows(args: argparse.Namespace) -> List[Row]:
     """The rows of ``--archs`` x ``--rows``, in plan order."""
-    return [Row(a, k) for a in args.archs for k in KINDS if k in args.rows]
+    return [Row(args.gen, a, k) for a in args.archs for k in args.gen.kinds if k in args.rows]
 
 
 # --- budgets --------------------------------------------------------------------------------------------------------
@@ -190,13 +245,15 @@ def stored_sweep_path(row: Row, args: argparse.Namespace) -> Path:
 
 
 def stored_swept(row: Row, args: argparse.Namespace) -> bool:
-    """Whether the staged float16 weights of a trained SCT row were swept since its checkpoint was written."""
+    """Whether the staged float16 weights of a trained SCT row were swept since its checkpoint was written (with the
+    generation's cascade measured, if it has one)."""
     ckpt = checkpoint(run_dir(row, args))
-    return ckpt.is_file() and finished_sweep(stored_sweep_path(row, args), ckpt) is not None
+    cascade = not row.gen.cascade or (stored_sweep_path(row, args).parent / 'cascade.json').is_file()
+    return ckpt.is_file() and cascade and finished_sweep(stored_sweep_path(row, args), ckpt) is not None
 
 
 def staged_dir(row: Row, args: argparse.Namespace) -> Path:
-    return Path(args.hub_dir) / f'{row.model}.{args.tag}'
+    return Path(args.hub_dir) / f'{row.model}.{row.gen.tag}'
 
 
 # --- projected cost -------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Dict
 from ...results.markdown import table as markdown_table
 from ...results.targets import margins_text, per_size, target_margins
 from ..runs import wall_seconds
-from .plan import ARCHS, KINDS, SEED, TEST_IMAGES, TEST_SIZES, TRAIN_SCALES, Row, run_dir, swept, trained_budget
+from .plan import SEED, TEST_IMAGES, Generation, Row, run_dir, swept, trained_budget
 
 __all__ = ['collect', 'compare', 'targets', 'report', 'plot']
 
@@ -19,9 +19,10 @@ Table = Dict[str, Dict[int, Dict[str, float]]]  # kind -> size -> top1 / top5 / 
 def collect(args: argparse.Namespace) -> Dict[str, Table]:
     """``{arch: {kind: {size: {'top1', 'top5', 'images'}}}}`` of every finished sweep under ``--results``."""
     table: Dict[str, Table] = {}
-    for arch in ARCHS:
-        for kind in KINDS:
-            rows = swept(Row(arch, kind), args)
+    gen = args.gen
+    for arch in gen.archs:
+        for kind in gen.kinds:
+            rows = swept(Row(gen, arch, kind), args)
             if rows is not None:
                 table.setdefault(arch, {})[kind] = {
                     int(r['resolution']): {'top1': float(r['top1']), 'top5': float(r['top5']),
@@ -34,11 +35,11 @@ def compare(rows: Table) -> Dict[int, dict]:
     return per_size(rows.get('sct', {}), {k: v for k, v in rows.items() if k != 'sct'})
 
 
-def targets(rows: Table) -> Dict[str, Dict[str, float]]:
+def targets(gen: Generation, rows: Table) -> Dict[str, Dict[str, float]]:
     """The issue's targets for one architecture's SCT model as margins (>= 0: met), by `target_margins`."""
     top1 = {kind: {r: v['top1'] for r, v in res.items()} for kind, res in rows.items()}
-    dedicated = {kind: (Row('', kind).scales[0], res) for kind, res in top1.items() if kind != 'sct'}
-    return target_margins(top1.get('sct', {}), dedicated, TRAIN_SCALES)
+    dedicated = {kind: (Row(gen, '', kind).scales[0], res) for kind, res in top1.items() if kind != 'sct'}
+    return target_margins(top1.get('sct', {}), dedicated, gen.scales)
 
 
 def _cells(comparison: Dict[int, dict], sizes, text) -> list:
@@ -48,6 +49,7 @@ def _cells(comparison: Dict[int, dict], sizes, text) -> list:
 def report(args: argparse.Namespace) -> None:
     """zoo.json / zoo.md and one accuracy-vs-resolution plot per architecture from the finished sweeps."""
     table = collect(args)
+    gen = args.gen
     if not table:
         raise SystemExit(f'zoo: no finished sweeps under {args.results}')
     out = Path(args.results)
@@ -56,18 +58,18 @@ def report(args: argparse.Namespace) -> None:
            'archs': {}}
     lines = [f'# Model zoo: SCT vs dedicated plain timm models on Fashion-MNIST ({args.device}; top-1 / top-5 on '
              f"{' or '.join(f'{n:,}' for n in images)} test images)", '',
-             f"Each architecture: the SCT model (S-BN at {', '.join(map(str, TRAIN_SCALES))} px, size jitter 0.5) and "
+             f'Each architecture: the SCT model ({gen.recipe}) and '
              'plain timm models trained at one size each, same recipe and budget; `best dedicated` is the most '
-             'accurate plain model at that test size. ' + margins_text(TRAIN_SCALES, TEST_SIZES) +
+             'accurate plain model at that test size. ' + margins_text(gen.scales, gen.test_sizes) +
              ' The size that decides each margin in brackets.']
     for arch, rows in table.items():
-        samples, epochs = trained_budget(Row(arch, 'sct' if 'sct' in rows else next(iter(rows))), args)
+        samples, epochs = trained_budget(Row(gen, arch, 'sct' if 'sct' in rows else next(iter(rows))), args)
         sizes = sorted({r for v in rows.values() for r in v})
         comparison = compare(rows)
         entry = {'budget': {'train_samples': samples, 'epochs': epochs},
-                 'rows': {}, 'comparison': {str(r): v for r, v in comparison.items()}, 'targets': targets(rows)}
+                 'rows': {}, 'comparison': {str(r): v for r, v in comparison.items()}, 'targets': targets(gen, rows)}
         for kind, res in rows.items():
-            row = Row(arch, kind)
+            row = Row(gen, arch, kind)
             row_samples, row_epochs = trained_budget(row, args)
             entry['rows'][kind] = {
                 'model': row.model, 'config': row.config, 'flags': row.flags, 'scales': list(row.scales),
@@ -76,7 +78,7 @@ def report(args: argparse.Namespace) -> None:
                 'top5': {str(r): v['top5'] for r, v in res.items()},
                 'train_wall_seconds': wall_seconds(run_dir(row, args))}
         doc['archs'][arch] = entry
-        body = [[f'{Row(arch, kind).model} ({kind})',
+        body = [[f'{Row(gen, arch, kind).model} ({kind})',
                  *(f"{res[r]['top1']:.2f} / {res[r]['top5']:.2f}" if r in res else '' for r in sizes)]
                 for kind, res in rows.items()]
         if any('delta_top1' in v for v in comparison.values()):
@@ -88,23 +90,23 @@ def report(args: argparse.Namespace) -> None:
         if entry['targets']:
             lines += ['', 'Targets: ' + ', '.join(f"{k} {v['margin']:+.2f} ({v['size']} px)"
                                                   for k, v in entry['targets'].items())]
-        plot(arch, rows, out / f'accuracy_vs_resolution_{arch}.png')
+        plot(gen, arch, rows, out / f'accuracy_vs_resolution_{arch}.png')
     (out / 'zoo.json').write_text(json.dumps(doc, indent=2) + '\n')
     (out / 'zoo.md').write_text('\n'.join(lines) + '\n')
     print((out / 'zoo.md').read_text())
 
 
-def plot(arch: str, rows: Dict[str, Dict[int, Dict[str, float]]], path: Path) -> None:
+def plot(gen: Generation, arch: str, rows: Dict[str, Dict[int, Dict[str, float]]], path: Path) -> None:
     """Top-1 against test resolution: the SCT model bold, the dedicated models dotted greys (darker for larger
     training sizes), each model's training scales circled."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 5))
-    lo, hi = min(TRAIN_SCALES), max(TRAIN_SCALES)
+    lo, hi = min(gen.scales), max(gen.scales)
     for kind, res in rows.items():
         sizes = sorted(res)
-        row = Row(arch, kind)
+        row = Row(gen, arch, kind)
         if kind == 'sct':
             style = dict(marker='o', linewidth=2.0, color='C0')
         else:

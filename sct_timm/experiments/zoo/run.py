@@ -13,7 +13,7 @@ from typing import Sequence
 from ..runs import run_logged, train_logged, wall_seconds
 from .commands import stage_command, stored_sweep_command, sweep_command, train_command
 from .plan import (
-    KINDS, Row, print_budget, run_dir, staged_dir, stored_sweep_path, stored_swept, sweep_path, swept, trained,
+    Row, print_budget, run_dir, staged_dir, stored_sweep_path, stored_swept, sweep_path, swept, trained,
     trained_budget,
 )
 from .report import collect, plot
@@ -36,7 +36,7 @@ def sweep_row(row: Row, args: argparse.Namespace) -> None:
 def comparison_doc(row: Row, args: argparse.Namespace) -> dict:
     """``comparison.json`` of an SCT row: its float32 sweep, and each dedicated model's sweep, budget and wall time."""
     def run(kind: str) -> dict:
-        other = Row(row.arch, kind)
+        other = row.sibling(kind)
         samples, epochs = trained_budget(other, args)
         return {'label': other.name, 'train_samples': samples, 'epochs': epochs,
                 'train_wall_seconds': wall_seconds(run_dir(other, args))}
@@ -45,8 +45,8 @@ def comparison_doc(row: Row, args: argparse.Namespace) -> dict:
     hardware = (f"{env['cpu']} ({os.cpu_count()} cores; {env['device']}, {env['threads']} threads), torch "
                 f"{env['torch']}, timm {env['timm']}: training and sweeps by benchmarks/zoo.py"
                 + (f'; {args.hardware_note}' if args.hardware_note else ''))
-    dedicated = [dict(run(kind), model=Row(row.arch, kind).model, train_size=Row(row.arch, kind).scales[0],
-                      results=swept(Row(row.arch, kind), args)) for kind in KINDS if kind != 'sct']
+    dedicated = [dict(run(kind), model=row.sibling(kind).model, train_size=row.sibling(kind).scales[0],
+                      results=swept(row.sibling(kind), args)) for kind in row.gen.kinds if kind != 'sct']
     return {'hardware': hardware, 'sct': dict(run('sct'), float32=swept(row, args)), 'dedicated': dedicated}
 
 
@@ -58,7 +58,7 @@ def stage_row(row: Row, args: argparse.Namespace) -> None:
     """
     if (staged_dir(row, args) / 'config.json').is_file():
         return
-    rows = [Row(row.arch, kind) for kind in KINDS]
+    rows = [row.sibling(kind) for kind in row.gen.kinds]
     missing = [other.name for other in rows if not trained(other, args) or swept(other, args) is None]
     if missing:
         raise SystemExit(f"zoo: cannot stage {row.name}: {', '.join(missing)} not trained and swept yet "
@@ -71,7 +71,7 @@ def stage_row(row: Row, args: argparse.Namespace) -> None:
     stored = json.loads(stored_sweep_path(row, args).read_text())['results']
     table = collect(args)[row.arch]
     table['sct'] = {int(r['resolution']): {'top1': r['top1']} for r in stored}
-    plot(row.arch, table, folder / 'accuracy_vs_resolution.png')
+    plot(row.gen, row.arch, table, folder / 'accuracy_vs_resolution.png')
     run_logged(stage_command(row, args), folder / 'stage.log', cwd=args.root)
     _check_same_weights(folder / 'stored', staged_dir(row, args))
 
