@@ -22,16 +22,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..build import bench_data_config
 from ..cascade import (
-    Cascade, StageForward, StageOutputs, best_single_size, cascade_config, check_cascade, collect_stage_outputs,
-    fit_thresholds, operating_points, replay, single_size_points,
+    Cascade, StageForward, StageOutputs, best_single_size, cascade_config, collect_stage_outputs, fit_thresholds,
+    operating_points, replay, single_size_points,
 )
 from ..checkpoint import read_run_args
 from ..datasets import splits_overlap
 from ..evaluate import create_eval_loader
 from ..results.markdown import table as markdown_table
 from ..utils import atomic_write_text
+from .sweep import sweep_data_config
 from .timing import synchronize
 
 __all__ = ['CASCADE_JSON', 'CASCADE_MD', 'cascade_stages', 'measure_cascade', 'curve_margin', 'write_cascade_report']
@@ -92,15 +92,10 @@ def _latencies(fn: Callable[[torch.Tensor], Any], images: torch.Tensor, device: 
     return times
 
 
-def _loader(model: nn.Module, dataset, size: int, device: torch.device, args: argparse.Namespace):
-    overrides = {k: getattr(args, k) for k in ('mean', 'std', 'crop_pct', 'interpolation')}
-    config = bench_data_config(model, size, args.dataset, **overrides)
-    return create_eval_loader(dataset, config, args.batch_size, args.workers, device), config
-
-
 def _outputs(model, dataset, stages, device, amp_dtype, args, what: str,
              interpolation: str) -> Tuple[StageOutputs, List[torch.Tensor]]:
-    loader, _ = _loader(model, dataset, stages[-1], device, args)
+    loader = create_eval_loader(dataset, sweep_data_config(model, stages[-1], args), args.batch_size, args.workers,
+                                device)
     kept: List[torch.Tensor] = []  # the first batches, kept for the timing
 
     def batches():
@@ -130,10 +125,8 @@ def measure_cascade(
     rule = own['rule'] if own else args.cascade_rule
     drop = (own.get('target') or {}).get('target_drop', args.cascade_target_drop) if own else args.cascade_target_drop
     # stages resize as the eval transform does (the fitted config records it), or as the model's own cascade says
-    interpolation = own['interpolation'] if own else _loader(model, test_dataset, stages[-1], device, args)[1][
-        'interpolation']
-    check_cascade(stages, [0.0] * (len(stages) - 1), rule, model=model)
-    with warnings.catch_warnings(record=True) as caught:
+    interpolation = own['interpolation'] if own else sweep_data_config(model, stages[-1], args)['interpolation']
+    with warnings.catch_warnings(record=True) as caught:  # checks the stages against the model, counts their GMACs
         warnings.simplefilter('always')
         probe = Cascade(model, stages, [1.0] * (len(stages) - 1), rule, channels_last=args.channels_last,
                         amp_dtype=amp_dtype, device=device)

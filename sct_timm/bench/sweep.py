@@ -32,7 +32,7 @@ from ..scales import resolve_scales
 from ..utils import USER_ERRORS, CLIError, one_line
 from .timing import autocast_context, count_gmacs, measure_latency, measure_throughput
 
-__all__ = ['GMACS_UNIT', 'resolve_scales_arg', 'measure_resolution', 'run_sweep']
+__all__ = ['GMACS_UNIT', 'resolve_scales_arg', 'sweep_data_config', 'measure_resolution', 'run_sweep']
 
 _logger = logging.getLogger(__name__)
 
@@ -45,6 +45,13 @@ def resolve_scales_arg(text: str) -> Tuple[int, ...]:
         return resolve_scales(text)
     except ValueError as e:
         raise CLIError(f'--scales: {one_line(e)}') from None
+
+
+def sweep_data_config(model: torch.nn.Module, resolution: int, args: argparse.Namespace) -> Dict[str, Any]:
+    """The eval preprocessing of ``model`` at ``resolution`` under ``sct-bench``'s ``--mean/--std/--crop-pct/
+    --interpolation`` (`sct_timm.build.bench_data_config`); a mismatch with the model's channels is a ``ValueError``."""
+    overrides = {k: getattr(args, k) for k in ('mean', 'std', 'crop_pct', 'interpolation')}
+    return bench_data_config(model, resolution, args.dataset, **overrides)
 
 
 def measure_resolution(
@@ -62,9 +69,8 @@ def measure_resolution(
     ``model`` is the eager model (GMACs are counted on it); ``timed_model`` may be its ``torch.compile`` twin.
     """
     in_chans = model_in_chans(model)
-    overrides = {k: getattr(args, k) for k in ('mean', 'std', 'crop_pct', 'interpolation')}
     try:
-        data_config = bench_data_config(model, resolution, args.dataset, **overrides)
+        data_config = sweep_data_config(model, resolution, args)
     except ValueError as e:
         raise CLIError(f'{spec.label}: {one_line(e)} (pass --mean/--std or --model-kwargs in_chans=...)') from None
     gmacs = None if args.no_gmacs else count_gmacs(model, in_chans, resolution, device)

@@ -41,8 +41,8 @@ from .runs import (
     DATASET, EVAL_FLAGS, run_in_repo, sweep_run, swept_top1, train_run, wall_seconds,
 )
 
-__all__ = ['RECIPE', 'RECIPE_WARM', 'BEFORE_GUARD', 'SCT5', 'ROWS', 'TEST_SIZES', 'HOLDOUT', 'build_parser', 'train_row', 'swept', 'sweep_row',
-           'report', 'main']
+__all__ = ['RECIPE', 'RECIPE_WARM', 'BEFORE_GUARD', 'SCT5', 'ROWS', 'TEST_SIZES', 'HOLDOUT', 'build_parser',
+           'train_row', 'swept', 'sweep_row', 'report', 'main']
 
 SCT_CONFIG = 'sct_timm/configs/sct_resnet18_fmnist.yaml'
 PLAIN_CONFIG = 'sct_timm/configs/resnet18_r64_fmnist.yaml'
@@ -132,7 +132,8 @@ def report(args: argparse.Namespace, names: Sequence[str] = tuple(ROWS)) -> dict
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'pilots.json').write_text(json.dumps(doc, indent=2) + '\n')
-    rows = [[f'{name} (*)' if name in BEFORE_GUARD else name, *(f'{row[r]:.2f}' if r in row else '' for r in TEST_SIZES),
+    rows = [[f'{name} (*)' if name in BEFORE_GUARD else name,
+             *(f'{row[r]:.2f}' if r in row else '' for r in TEST_SIZES),
              f'{walls[name] / 60:.1f}' if walls[name] is not None else ''] for name, row in top1.items()]
     lines = [f'# Recipe pilots: resnet18 on Fashion-MNIST, {args.train_samples:,} train_fit images x {args.epochs} '
              f'epochs, seed {SEED}; top-1 on the {HOLDOUT:,} held-out training images (train_holdout, float32 eval)',

@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--decay-milestones', type=int, nargs='+', default=[90, 180, 270])
     group.add_argument('--decay-epochs', type=float, default=90)
     group.add_argument('--warmup-epochs', type=float, default=5,
-                       help='LR warm-up epochs; a fraction (e.g. 0.25) warms up over part of an epoch with --sched-on-updates')
+                       help='LR warm-up epochs; a fraction (e.g. 0.25) warms up over part of an epoch with '
+                            '--sched-on-updates')
     group.add_argument('--warmup-prefix', action='store_true')
     group.add_argument('--cooldown-epochs', type=int, default=0)
     group.add_argument('--patience-epochs', type=int, default=10)

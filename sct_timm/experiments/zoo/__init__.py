@@ -124,7 +124,8 @@ def main(argv: Optional[List[str]] = None, root: Optional[Path] = None) -> int:
     args.root = Path(root or Path.cwd()).resolve()
     # given paths are the caller's, defaults the repository's; inside it they are kept repo-relative (`run_in_repo`),
     # so the result files and staged cards name repo paths, not this machine's folders
-    defaults = {'output': args.gen.output, 'results': 'benchmarks/results/' + args.gen.results.format(device=args.device),
+    results = 'benchmarks/results/' + args.gen.results.format(device=args.device)
+    defaults = {'output': args.gen.output, 'results': results,
                 'hub_dir': 'hub', 'check_output': 'output/zoo_check'}
     for key, default in defaults.items():
         setattr(args, key, Path(getattr(args, key) or args.root / default))

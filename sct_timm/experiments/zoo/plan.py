@@ -1,7 +1,8 @@
 """The zoo's plan: its architectures and rows, their budgets and measured costs, where each run's files lie and how
 far each got, and the projected minutes ``--dry-run`` prints.
 
-Budget plan of the first generation (``sct3j_fmnist``, below): all 12 runs and their sweeps in about 120 minutes of uncontended 2-core CPU time (``--device cpu``).
+Budget plan of the first generation (``sct3j_fmnist``, below): all 12 runs and their sweeps in about 120 minutes of
+uncontended 2-core CPU time (``--device cpu``).
 Costs were measured (a throw-away probe in the git-ignored ``output/zoo_probe/``) while another training held the
 cores, so as CPU seconds of one-thread, niced ``sct-train`` / ``sct-bench`` runs rather than wall time (318 CPU
 seconds in all): SCT steps from the difference of a 128- and a 640-image epoch (start-up cancels), plain steps from a
