@@ -3,7 +3,7 @@
 Training leaves each scale's running statistics as an exponential moving average over batches of a model that was
 still changing. `calibrate` replaces them, for the final weights, by the exact cumulative average over ``num_batches``
 batches (BatchNorm with ``momentum=None``), each batch resized to a side drawn the way training drew it (the scale
-itself, or with ``jitter_prob`` a side from the range that scale serves). No labels and no gradients: any unlabeled
+itself, or with ``jitter_prob`` a side from the range that scale serves, the largest scale's up to ``jitter_max``). No labels and no gradients: any unlabeled
 images of the training distribution will do. The result saves and loads like any other state dict.
 """
 import contextlib
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .convert import get_scale_ranges, sbn_layers
+from .convert import jitter_ranges, sbn_layers
 from .scale_collection import jitter_sizes, resize_to_scales
 
 __all__ = ['calibrate']
@@ -58,6 +58,7 @@ def calibrate(
         num_batches: int = 50,
         jitter_prob: float = 0.0,
         jitter_dist: str = 'uniform',
+        jitter_max: Optional[int] = None,
         interpolation: str = 'bilinear',
         antialias: bool = False,
         device: Optional[torch.device] = None,
@@ -68,8 +69,8 @@ def calibrate(
         model: An SCT model (S-BN layers); weights are not touched, only running statistics.
         loader: Batches of images (``(input, target)`` or bare tensors) at least as large as the largest scale.
         num_batches: Batches per scale; each scale sees every batch once, resized to its step's side.
-        jitter_prob, jitter_dist: The training size distribution (`SCTClassificationTask` arguments of the same
-            meaning); 0 calibrates at the exact scales.
+        jitter_prob, jitter_dist, jitter_max: The training size distribution (`SCTClassificationTask` arguments of
+            the same meaning); ``jitter_prob`` 0 calibrates at the exact scales.
         interpolation, antialias: Resize of the batches, as in training.
         device: Where to run (default: the model's device).
     """
@@ -79,7 +80,7 @@ def calibrate(
     if num_batches < 1:
         raise ValueError(f'num_batches must be >= 1, got {num_batches}')
     scales = tuple(layers[0].scales)
-    ranges = get_scale_ranges(model, scales)
+    ranges = jitter_ranges(model, scales, jitter_max)
     device = device or next(model.parameters()).device
     seen = 0
     with _collecting_statistics(model, layers):

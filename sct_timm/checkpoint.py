@@ -46,6 +46,8 @@ class Checkpoint:
     metric: Optional[float] = None
     weights: str = 'state_dict'
     """Which weights: ``state_dict``, ``state_dict_ema``, ``model``, ``model_ema``, ``safetensors`` or ``bare``."""
+    calibration: Optional[Dict[str, Any]] = None
+    """``sct-calibrate``'s record when the S-BN statistics were re-estimated after training."""
 
     @property
     def ema(self) -> bool:
@@ -102,8 +104,10 @@ def read_checkpoint(path: Union[str, Path], use_ema: bool = False) -> Checkpoint
             raise CLIError(f'{path}: holds only EMA weights; use --use-ema')
         weights = ema_key if use_ema else plain_key or 'bare'
         if plain_key or ema_key:
+            calibration = container.get('calibration')
             meta = dict(args=_plain(container.get('args')) or {}, arch=container.get('arch'),
-                        epoch=container.get('epoch'), metric=container.get('metric'))
+                        epoch=container.get('epoch'), metric=container.get('metric'),
+                        calibration=_plain(calibration) if isinstance(calibration, dict) else None)
         del container
     try:
         state_dict = load_state_dict(str(path), use_ema=use_ema, weights_only=True)

@@ -16,7 +16,8 @@ from .layers import ScaleSpecificBatchNorm2d, bn_from_sbn, expand_bn_state_dict,
 from .scales import decision_stride, resolve_scales, scale_ranges, smallest_input_text, validate_scales
 
 __all__ = [
-    'convert_to_sbn', 'fuse_scale', 'checkpoint_filter_fn', 'get_scales', 'get_scale_ranges', 'get_network_stride',
+    'convert_to_sbn', 'fuse_scale', 'checkpoint_filter_fn', 'get_scales', 'get_scale_ranges', 'jitter_ranges',
+    'get_network_stride',
     'min_resolution', 'min_resolution_text', 'probe_bn_strides', 'sbn_layers', 'served_scale', 'model_in_chans',
 ]
 
@@ -185,6 +186,18 @@ def get_scale_ranges(model: nn.Module, scales: Sequence[int]) -> List[Tuple[int,
     feature_info = getattr(model, 'feature_info', None)
     stride = feature_info[-1].get('reduction', 32) if isinstance(feature_info, list) and feature_info else 32
     return scale_ranges(scales, stride)
+
+
+def jitter_ranges(model: nn.Module, scales: Sequence[int], jitter_max: Optional[int] = None) -> List[Tuple[int, int]]:
+    """The sides size jitter draws per scale (scales largest first): the ranges each serves (`get_scale_ranges`), the largest scale's
+    reaching up to ``jitter_max`` when given (``sct-train --scale-jitter-max``), so training and calibration draw the
+    same sizes. ValueError when ``jitter_max`` is below the largest scale."""
+    ranges = get_scale_ranges(model, scales)  # scales largest first
+    if jitter_max is not None:
+        if jitter_max < scales[0]:
+            raise ValueError(f'scale jitter max {jitter_max} px is below the largest scale {scales[0]} px')
+        ranges[0] = (ranges[0][0], jitter_max)
+    return ranges
 
 
 def get_network_stride(model: nn.Module) -> int:

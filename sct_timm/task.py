@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from timm.task import ClassificationTask
 from torch import nn
 
-from .convert import get_scale_ranges
+from .convert import jitter_ranges
 from .scale_collection import JITTER_DISTRIBUTIONS, jitter_sizes, resize_to_scales, resolve_scale_weights
 from .scales import resolve_scales
 
@@ -118,11 +118,8 @@ class SCTClassificationTask(ClassificationTask):
                              "scale backward 'sum' (or the 'largest' teacher)")
         self.jitter_prob = jitter_prob
         self.jitter_dist = jitter_dist
-        if jitter_max is not None and jitter_max < self.scales[0]:
-            raise ValueError(f'scale jitter max {jitter_max} px is below the largest scale {self.scales[0]} px')
-        self.scale_ranges = get_scale_ranges(model, self.scales) if jitter_prob > 0 else None
-        if self.scale_ranges and jitter_max is not None:
-            self.scale_ranges[0] = (self.scale_ranges[0][0], jitter_max)
+        ranges = jitter_ranges(model, self.scales, jitter_max)  # checks jitter_max even when nothing jitters
+        self.scale_ranges = ranges if jitter_prob > 0 else None
         self.distill_weight = distill_weight
         self.distill_temp = distill_temp
         self.distill_teacher = distill_teacher

@@ -10,6 +10,7 @@ import torch
 import sct_timm
 from sct_timm import calibrate, fuse_scale, sbn_layers
 from sct_timm.cli.calibrate import main as calibrate_main
+from sct_timm.convert import get_scale_ranges, jitter_ranges
 from sct_timm.datasets import FMNIST_DIR
 from sct_timm.scale_collection import draw_size, jitter_sizes
 from sct_timm.scales import (
@@ -198,6 +199,22 @@ def test_calibration_gives_exact_averages_and_keeps_weights():
     assert not model.training and bn1.momentum == 0.1
 
 
+def test_calibration_draws_the_trainings_sizes_above_the_largest_scale():
+    model = sct_model('sct_resnet18', (64, 32))
+    ranges = get_scale_ranges(model, (64, 32))
+    assert jitter_ranges(model, (64, 32), 96) == [(ranges[0][0], 96), ranges[1]]
+    with pytest.raises(ValueError, match='scale jitter max 48 px is below the largest scale 64 px'):
+        jitter_ranges(model, (64, 32), 48)
+    sides = []
+    model.register_forward_pre_hook(lambda module, args: sides.append(args[0].shape[-1]))
+    torch.manual_seed(0)
+    calibrate(model, [torch.randn(4, 1, 64, 64) for _ in range(8)], num_batches=8, jitter_prob=1.0, jitter_max=96)
+    assert max(sides) > 64 and all(s <= 96 for s in sides)  # the run's --scale-jitter-max, as sct-train drew
+    sides.clear()
+    calibrate(model, [torch.randn(4, 1, 64, 64) for _ in range(8)], num_batches=8, jitter_prob=1.0)
+    assert max(sides) <= 64
+
+
 def test_failed_calibration_leaves_the_model_as_it_was():
     model = sct_model('sct_resnet18', (64, 32))
     before = model.bn1.running_mean.clone()
@@ -211,7 +228,7 @@ def test_train_with_every_lever_then_calibrate(tmp_path, capsys):
     from sct_timm.cli import train
     argv = ['--dataset', 'fmnist', '--model', 'sct_resnet18', '--train-num-samples', '64', '--val-num-samples', '32',
             '-b', '16', '-j', '0', '--epochs', '1', '--warmup-epochs', '0', '--scales', '64,48,32',
-            '--scale-jitter', '0.5', '--scale-jitter-dist', 'log_uniform', '--scale-distill', '0.5',
+            '--scale-jitter', '0.5', '--scale-jitter-dist', 'log_uniform', '--scale-jitter-max', '80', '--scale-distill', '0.5',
             '--scale-distill-temp', '2', '--output', str(tmp_path), '--experiment', 'levers']
     assert train.main(argv) == 0
     checkpoint = tmp_path / 'levers' / 'last.pth.tar'
@@ -222,6 +239,8 @@ def test_train_with_every_lever_then_calibrate(tmp_path, capsys):
     model = sct_timm.build.create_model_from_checkpoint('sct_resnet18', out)
     assert sct_timm.get_scales(model) == (64, 48, 32)
     assert model.bn1.num_batches_tracked.tolist() == [2, 2, 2]
+    record = torch.load(out, weights_only=True)['calibration']  # the run's size distribution, its jitter max too
+    assert (record['scale_jitter'], record['scale_jitter_dist'], record['scale_jitter_max']) == (0.5, 'log_uniform', 80)
     capsys.readouterr()
     assert calibrate_main(cal) == 2  # the output exists: refused, file kept
     assert 'already exists' in capsys.readouterr().err

@@ -4,7 +4,10 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from sct_timm import hub
+from sct_timm.checkpoint import read_checkpoint
 from sct_timm.cli.hub import main as hub_main
 from sct_timm.results.files import load_results
 
@@ -52,7 +55,7 @@ def test_gmacs_column_reads_results_written_before_the_rename(staged, trained, t
 
 # --- beside dedicated models (comparison.json) ------------------------------------------------------------------------
 
-def _comparison(trained: argparse.Namespace, path: Path) -> Path:
+def _comparison(trained: argparse.Namespace, path: Path, **extra) -> Path:
     float32 = [{'resolution': r, 'top1': t + (0.05 if r == 48 else 0.0), 'top5': 99.5} for r, t in TOP1.items()]
     dedicated = [
         {'label': 'r64', 'model': 'resnet18', 'train_size': 64, 'train_samples': 1000, 'epochs': 4,
@@ -65,7 +68,7 @@ def _comparison(trained: argparse.Namespace, path: Path) -> Path:
     ]
     path.write_text(json.dumps({'hardware': 'test CPU (2 cores)', 'sct': {
         'label': 'sct', 'train_samples': 1000, 'epochs': 4, 'train_wall_seconds': 240.0, 'float32': float32},
-        'dedicated': dedicated}))
+        'dedicated': dedicated, **extra}))
     return path
 
 
@@ -96,6 +99,35 @@ def test_card_shows_weights_beside_dedicated_models(trained, tmp_path):
     assert '### Beside dedicated models' in index and f'{folder.parent}/{NAME}/accuracy_vs_resolution.png' in index
 
 
+def test_card_judges_the_weights_by_the_comparisons_targets(trained, tmp_path):
+    targets = {'between': 1.0, 'neighbours': None, 'above': 2.0, 'tradeoff': 4.0, 'accuracy': 93.0}
+    folder = hub.stage(trained.checkpoint, TAG, results=trained.results, results_model=ARCH, dtype='float16',
+                       comparison=_comparison(trained, tmp_path / 'comparison.json', targets=targets),
+                       hub_dir=tmp_path / 'hub')
+    card = (folder / 'README.md').read_text()
+    # the dedicated 64-px model scored 92.00; SCT's 32 px against its 64 px decides the trade-off
+    assert 'the dedicated model trained at the largest scale at least 93 % top-1 there: -1.00 (64 px), **missed by ' \
+           '1.00**' in card
+    tradeoff = TOP1[32] - TOP1[64] + 4.0
+    assert f'at the smallest scale, within 4 points of SCT at the largest scale: {tradeoff:+.2f} (32 px)' in card
+    assert 'more than 5 points below' not in card  # neighbours left out by the spec
+
+
+def test_card_says_the_statistics_were_calibrated(trained, tmp_path):
+    source = read_checkpoint(trained.checkpoint)  # saved as sct-calibrate saves: the run's args as a plain dict
+    container = {'arch': source.arch, 'epoch': source.epoch, 'args': source.args, 'state_dict': source.state_dict}
+    container['calibration'] = {'checkpoint': str(tmp_path / 'run' / 'last.pth.tar'), 'split': 'train_fit',
+                                'num_batches': 50, 'batch_size': 128, 'scale_jitter': 0.5, 'scale_jitter_max': 96}
+    calibrated = tmp_path / 'calibrated.pth.tar'
+    torch.save(container, calibrated)
+    folder = hub.stage(calibrated, TAG, hub_dir=tmp_path / 'hub', train_args=trained.args_yaml)
+    record = json.loads((folder / 'config.json').read_text())['sct']['calibration']
+    assert record['checkpoint'] == 'last.pth.tar' and record['num_batches'] == 50  # no path of this machine
+    assert ("re-estimated by `sct-calibrate` (exact averages, no labels, weights untouched) over 50 batches of 128 "
+            "images of the `train_fit` split, drawn as training drew them (size jitter 0.5, the largest scale up to "
+            "96 px).") in (folder / 'README.md').read_text()
+
+
 def test_stage_refuses_bad_comparison_or_plot(trained, tmp_path):
     bad = tmp_path / 'bad.json'
     bad.write_text(json.dumps({'hardware': 'x', 'sct': {'label': 's', 'train_samples': 1, 'epochs': 1,
@@ -108,4 +140,8 @@ def test_stage_refuses_bad_comparison_or_plot(trained, tmp_path):
     good = _comparison(trained, tmp_path / 'comparison.json')
     assert cli_error(['stage', trained.checkpoint, '--tag', TAG, '--comparison', good, '--plot', not_png,
                    '--hub-dir', out]) == f'sct-hub: error: {not_png}: not a PNG image'
+    typo = _comparison(trained, tmp_path / 'typo.json', targets={'betwen': 1.0})
+    assert cli_error(['stage', trained.checkpoint, '--tag', TAG, '--comparison', typo, '--hub-dir', out]) == \
+        f"sct-hub: error: {typo}: \"targets\": unknown target 'betwen' (known: above, accuracy, between, " \
+        "neighbours, stored, tradeoff)"
     assert not out.exists()

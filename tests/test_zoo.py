@@ -5,8 +5,10 @@ The default tests run no training: they check the driver's commands with the par
 and ``sct-hub`` themselves. The slow test runs a tiny zoo end to end (4 trainings, 4 sweeps, 1 staging) twice.
 """
 import json
+import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from sct_timm.cli import bench as bench_cli
 from sct_timm.cli import hub as hub_cli
 from sct_timm.experiments import zoo
 from sct_timm.experiments.zoo.plan import DEFAULT_TAG, GENERATIONS
+from sct_timm.results.targets import TargetSpec
 from sct_timm.train import args as train_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,8 +116,16 @@ def test_dry_run_of_the_five_scale_zoo(tmp_path, capsys):
     gen = GENERATIONS[DEFAULT_TAG]
     commands, out = _commands(_paths(tmp_path), capsys)  # the newest generation is the default
     trains = [_module_argv(c, 'sct_timm.train') for c in commands if c[2] == 'sct_timm.train']
-    sweeps = [_module_argv(c, BENCH) for c in commands if c[2] == BENCH]
+    benches = [_module_argv(c, BENCH) for c in commands if c[2] == BENCH]
+    sweeps = [argv for argv in benches if '--split' not in argv]
+    holdout = [bench_cli.parse_args(argv)[1] for argv in benches if '--split' in argv]
+    calibrations = [_module_argv(c, 'sct_timm.cli.calibrate') for c in commands if c[2] == 'sct_timm.cli.calibrate']
     assert len(trains) == len(sweeps) == 3 * 6
+    # each SCT model's statistics are re-estimated on its own training images, and both weights swept on held-out ones
+    assert len(calibrations) == 3 and all(argv[argv.index('--split') + 1] == 'train_fit' for argv in calibrations)
+    assert sorted(a.label[0] for a in holdout) == sorted(f'{arch}_sct_{w}' for arch in gen.archs
+                                                      for w in ('trained', 'calibrated'))
+    assert all(a.split == 'train_holdout' and a.num_samples == 5000 for a in holdout)
     for argv in trains:
         _, args = train_args.parse_args(argv)
         arch, _, kind = args.experiment.partition('_')
@@ -203,6 +214,34 @@ def test_resume_skips_what_is_done(tmp_path, capsys):
         zoo_main(['--dry-run', *OLD, *_paths(tmp_path), '--archs', 'resnet18', '--train-samples', '64'])
 
 
+def test_five_scale_sct_rows_are_calibrated_then_swept(tmp_path, capsys):
+    spec = GENERATIONS[DEFAULT_TAG].archs['resnet18']
+    run = _fake_run(tmp_path, 'resnet18_sct', spec.train_samples, spec.epochs, done=spec.epochs)
+    _fake_sweep(tmp_path, 'resnet18_sct', {32: 80.0})  # a sweep of the trained weights: not of the calibrated ones
+    argv = [*_paths(tmp_path), '--archs', 'resnet18', '--rows', 'sct']
+    commands, _ = _commands(argv, capsys)
+    assert [c[2] for c in commands] == ['sct_timm.cli.calibrate', BENCH, BENCH, BENCH]
+    calibrate = _module_argv(commands[0], 'sct_timm.cli.calibrate')
+    assert calibrate[calibrate.index('--checkpoint') + 1] == str(run / 'last.pth.tar')
+    assert calibrate[calibrate.index('--output') + 1] == str(run / 'calibrated.pth.tar')
+    swept = [bench_cli.parse_args(_module_argv(c, BENCH))[1] for c in commands[1:]]
+    assert [(a.label[0], a.model[0]) for a in swept] == [
+        ('resnet18_sct_trained', f"sct_resnet18={run / 'last.pth.tar'}"),
+        ('resnet18_sct_calibrated', f"sct_resnet18={run / 'calibrated.pth.tar'}"),
+        ('resnet18_sct', f"sct_resnet18={run / 'calibrated.pth.tar'}")]
+    # calibrated and swept since: nothing left; a checkpoint trained again makes the calibration stale
+    (run / 'calibrated.pth.tar').write_bytes(b'')
+    for name in ('resnet18_sct_trained_holdout', 'resnet18_sct_calibrated_holdout'):
+        _fake_sweep(tmp_path, name, {32: 80.0})
+    (tmp_path / 'res' / 'sweeps' / 'resnet18_sct' / 'results.json').touch()
+    assert _commands(argv, capsys)[0] == []
+    os.utime(run / 'last.pth.tar', (time.time() + 5, time.time() + 5))
+    assert [c[2] for c in _commands(argv, capsys)[0]] == ['sct_timm.cli.calibrate', BENCH, BENCH, BENCH]
+    # staging takes the calibrated weights
+    stage, _ = _commands([*argv, '--stage'], capsys)
+    assert all(_module_argv(c, HUB)[1] == str(run / 'calibrated.pth.tar') for c in stage if c[2] == HUB)
+
+
 def test_stage_needs_a_trained_and_swept_model(tmp_path):
     with pytest.raises(SystemExit, match='cannot stage resnet50_sct: resnet50_sct, resnet50_plain_r64, '
                                          'resnet50_plain_r48, resnet50_plain_r32 not trained and swept'):
@@ -240,6 +279,28 @@ def test_report_compares_sct_with_the_best_dedicated_model(tmp_path, capsys):
     assert 'resnet50' not in table
     assert (res / 'accuracy_vs_resolution_resnet18.png').stat().st_size > 0
     assert not (res / 'accuracy_vs_resolution_resnet50.png').exists()
+
+
+def test_report_judges_the_five_scale_zoo_by_its_own_targets_and_shows_calibration(tmp_path, capsys):
+    spec = GENERATIONS[DEFAULT_TAG].archs['resnet18']
+    run = _fake_run(tmp_path, 'resnet18_sct', spec.train_samples, spec.epochs, done=spec.epochs)
+    (run / 'calibrated.pth.tar').write_bytes(b'')
+    sct = {16: 84.0, 20: 85.0, 24: 85.0, 32: 88.0, 48: 88.0, 64: 89.0, 96: 86.0}
+    _fake_sweep(tmp_path, 'resnet18_sct', sct)
+    for size in (64, 48, 32, 24, 16):
+        _fake_sweep(tmp_path, f'resnet18_plain_r{size}', {s: 10.0 for s in sct} | {size: 90.0})
+    _fake_sweep(tmp_path, 'resnet18_sct_trained_holdout', {16: 83.0, 64: 89.5})
+    _fake_sweep(tmp_path, 'resnet18_sct_calibrated_holdout', {16: 84.0, 64: 90.0})
+    assert zoo_main(['--report-only', *_paths(tmp_path)]) == 0
+    doc = json.loads((tmp_path / 'res' / 'zoo.json').read_text())['archs']['resnet18']
+    margins = {k: v['margin'] for k, v in doc['targets'].items()}
+    assert margins == pytest.approx({'accuracy': 90.0 - 93.0, 'at_scales': 84.0 - 90.0, 'between': 85.0 - 10.0 + 1.0,
+                                     'above': 86.0 - 89.0 + 2.0, 'tradeoff': 84.0 - 89.0 + 4.0})
+    assert doc['calibration_holdout'] == {'trained': {'16': 83.0, '64': 89.5}, 'calibrated': {'16': 84.0, '64': 90.0}}
+    table = (tmp_path / 'res' / 'zoo.md').read_text()
+    assert 'between = worst (SCT - best dedicated) at 20/28/40/56 + 1' in table and 'neighbours' not in table
+    assert 'accuracy = the dedicated model at 64 px - its least top-1 (resnet18 93, mobilenetv2 92.5' in table
+    assert '(mean difference +0.75;' in table and '| calibrated - trained | +1.00 | +0.50 |' in table
 
 
 def test_report_without_sweeps_is_an_error(tmp_path):
@@ -308,6 +369,7 @@ def test_tiny_zoo_trains_sweeps_reports_stages_resumes_and_checks(tmp_path, caps
     assert [d['label'] for d in comparison['dedicated']] == ['resnet18_plain_r64', 'resnet18_plain_r48',
                                                              'resnet18_plain_r32']
     assert comparison['sct']['train_wall_seconds'] > 0 and (staged / 'accuracy_vs_resolution.png').is_file()
+    assert comparison['targets'] == TargetSpec().to_dict()  # the first generation's targets: the defaults
     card = (staged / 'README.md').read_text()
     assert '## Beside dedicated models' in card and 'stored weights within 0.1 points' in card
     # nothing left to do: a second invocation of both stages runs no command and rewrites no result

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--scale-jitter', type=float, metavar='PROB',
                         help="probability of a size drawn from a scale's range (default: the run's)")
     parser.add_argument('--scale-jitter-dist', choices=JITTER_DISTRIBUTIONS, help="default: the run's")
+    parser.add_argument('--scale-jitter-max', type=int, metavar='SIZE',
+                        help="largest side the largest scale's jitter draws (default: the run's, else the scale)")
     parser.add_argument('--scale-interpolation', choices=INTERPOLATION_MODES, help="default: the run's")
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--seed', type=int, default=42, help='seed of the size draws (default: 42)')
@@ -103,6 +105,7 @@ def run(args: argparse.Namespace) -> Path:
     run_args = checkpoint.args
     jitter = args.scale_jitter if args.scale_jitter is not None else float(run_args.get('scale_jitter') or 0.0)
     dist = args.scale_jitter_dist or run_args.get('scale_jitter_dist') or 'uniform'
+    jitter_max = args.scale_jitter_max if args.scale_jitter_max is not None else run_args.get('scale_jitter_max')
     interpolation = args.scale_interpolation or run_args.get('scale_interpolation') or 'bilinear'
     dataset = args.dataset or run_args.get('dataset') or ''
     root = args.data_dir or (FMNIST_DIR if is_fmnist(dataset) else None)
@@ -122,12 +125,12 @@ def run(args: argparse.Namespace) -> Path:
     model.to(args.device)
     try:
         calibrate(model, loader, num_batches=args.num_batches, jitter_prob=jitter, jitter_dist=dist,
-                  interpolation=interpolation)
+                  jitter_max=jitter_max, interpolation=interpolation)
     except USER_ERRORS as e:
         raise CLIError(f'calibration failed: {one_line(e)}') from None
     record = dict(checkpoint=str(checkpoint.path), weights=checkpoint.weights, dataset=dataset, split=args.split,
                   num_batches=args.num_batches, batch_size=args.batch_size, scale_jitter=jitter,
-                  scale_jitter_dist=dist, scale_interpolation=interpolation, seed=args.seed,
+                  scale_jitter_dist=dist, scale_jitter_max=jitter_max, scale_interpolation=interpolation, seed=args.seed,
                   converted_from=(run_args.get('model') or 'plain BatchNorm') if converted else None)
     buffer = io.BytesIO()
     # the saved args describe the calibrated model (a converted plain checkpoint's run was a BatchNorm model), so every
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace) -> Path:
                 'state_dict': model.cpu().state_dict(), 'calibration': record}, buffer)
     atomic_write_bytes(output, buffer.getvalue())
     _logger.info(f'calibrated {args.model} scales {list(scales)} on {args.num_batches} batches of {args.batch_size} '
-                 f'(jitter {jitter}, {dist}): {output}')
+                 f'(jitter {jitter}, {dist}, largest up to {jitter_max or max(scales)} px): {output}')
     return output
 
 

@@ -15,9 +15,10 @@ from tqdm.auto import tqdm
 
 from ..datasets import is_fmnist
 from ..results.markdown import format_value, table
-from ..results.targets import TARGET_TEXT, by_size, per_size, target_margins
+from ..results.targets import by_size, per_size, target_margins, target_text
 from ..utils import atomic_write_text
 from .cascade import cascade_lines
+from .comparison import comparison_targets
 from .files import find_staged, staged_info
 
 __all__ = [
@@ -196,6 +197,14 @@ def _recipe_section(info: Dict[str, Any], heading: str) -> List[str]:
         lines.append('No training arguments were staged with these weights.')
         return lines
     lines += [recipe, '', 'Every argument of the run is in `args.yaml`.']
+    cal = info.get('calibration')
+    if cal:
+        jitter = f"size jitter {cal.get('scale_jitter')}" + (
+            f", the largest scale up to {cal['scale_jitter_max']} px" if cal.get('scale_jitter_max') else '')
+        lines += ['', f"After training, every scale's S-BN statistics were re-estimated by `sct-calibrate` (exact "
+                      f"averages, no labels, weights untouched) over {cal.get('num_batches')} batches of "
+                      f"{cal.get('batch_size')} images of the `{cal.get('split')}` split, drawn as training drew "
+                      f'them ({jitter}).']
     return lines
 
 
@@ -238,12 +247,14 @@ def comparison_lines(info: Dict[str, Any], image_prefix: str = '') -> List[str]:
         delta = compared[size].get('delta_top1')
         line.append('-' if delta is None else f'{delta:+.2f}')
         body.append(line)
+    spec = comparison_targets(doc)
     margins = target_margins(
         {s: float(r['top1']) for s, r in sct.items()},
         {run['label']: (run['train_size'], {s: float(r['top1']) for s, r in dedicated[run['label']].items()})
          for run in runs},
         info['scales'],
         float32={s: float(r['top1']) for s, r in float32.items()} if stored else None,
+        spec=spec,
     )
     budget = [(f"`{info['architecture']}` (SCT)", format_value(info['scales']), f"{doc['sct']['train_samples']:,} x "
                f"{doc['sct']['epochs']}", _minutes(doc['sct'].get('train_wall_seconds')))]
@@ -261,7 +272,7 @@ def comparison_lines(info: Dict[str, Any], image_prefix: str = '') -> List[str]:
     ]
     for name, margin in margins.items():
         verdict = 'met' if margin['margin'] >= 0 else f"**missed by {-margin['margin']:.2f}**"
-        lines.append(f"- {TARGET_TEXT[name]}: {margin['margin']:+.2f} ({margin['size']} px), {verdict}")
+        lines.append(f"- {target_text(name, spec)}: {margin['margin']:+.2f} ({margin['size']} px), {verdict}")
     lines += ['', table(['Model', 'Trained at (px)', 'Images x epochs', 'Training wall time (min)'], budget), '',
               f"Hardware: {doc['hardware']}."]
     if info.get('plot'):

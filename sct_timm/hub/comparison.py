@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Union
 
 from ..results.files import read_json
+from ..results.targets import TargetSpec
 from ..utils import CLIError
 
-__all__ = ['load_comparison']
+__all__ = ['load_comparison', 'comparison_targets']
 
 _RUN_KEYS = {'label': str, 'train_samples': int, 'epochs': int}
 
@@ -42,7 +43,8 @@ def load_comparison(path: Union[str, Path]) -> Dict[str, Any]:
 
     Layout: ``{"hardware": str, "sct": {run, "float32": rows}, "dedicated": [{run, "model": str, "train_size": int,
     "results": rows}, ...]}``, where a run is ``label``, ``train_samples``, ``epochs`` and ``train_wall_seconds``
-    and rows are ``sct-bench`` result rows.
+    and rows are ``sct-bench`` result rows. An optional ``"targets"`` object is the `TargetSpec` the card judges
+    the weights by (absent: the default spec).
     """
     path = Path(path)
     doc = read_json(path)
@@ -60,4 +62,16 @@ def load_comparison(path: Union[str, Path]) -> Dict[str, Any]:
                 not isinstance(run.get('train_size'), int):
             raise CLIError(f'{where}: needs "model" (str) and "train_size" (int)')
         _check_rows(run.get('results'), f'{where}.results')
+    targets = doc.get('targets', {})
+    try:
+        if not isinstance(targets, dict):
+            raise ValueError(f'expected an object, got {targets!r}')
+        TargetSpec.from_dict(targets)
+    except ValueError as e:
+        raise CLIError(f'{path}: "targets": {e}') from None
     return doc
+
+
+def comparison_targets(doc: Dict[str, Any]) -> TargetSpec:
+    """The targets a checked comparison document asks for."""
+    return TargetSpec.from_dict(doc.get('targets', {}))

@@ -111,6 +111,7 @@ def staged_info(folder: Union[str, Path]) -> Dict[str, Any]:
         'source_checkpoint': meta.get('source_checkpoint'),
         'epoch': meta.get('epoch'),
         'metric': meta.get('metric'),
+        'calibration': meta.get('calibration'),
         'results': with_gmacs(results.get('results') or []),
         'environment': results.get('environment'),
         'train_args': train_args,

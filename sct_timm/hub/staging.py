@@ -285,6 +285,8 @@ def stage(
         'metric': float(ckpt.metric) if isinstance(ckpt.metric, (int, float)) else None,
         'sct_timm_version': __version__,
     }
+    if ckpt.calibration:
+        sct_meta['calibration'] = portable_paths(ckpt.calibration)
     model_config: Dict[str, Any] = {'sct': sct_meta}
     if defaults.get('label_names') and len(defaults['label_names']) == model.num_classes:
         model_config['label_names'] = list(defaults['label_names'])

@@ -1,14 +1,18 @@
-"""The subprocess commands of the zoo: ``sct-train`` of a row, ``sct-bench`` of its checkpoint, of its staged float16
-weights and (``--check``) of its tag through ``pretrained=True``, and ``sct-hub stage``."""
+"""The subprocess commands of the zoo: ``sct-train`` of a row, ``sct-calibrate`` of an SCT row's statistics,
+``sct-bench`` of its checkpoint (on the test images, and for calibration's evidence on train_holdout), of its staged
+float16 weights and (``--check``) of its tag through ``pretrained=True``, and ``sct-hub stage``."""
 import argparse
 from pathlib import Path
 from typing import List
 
 from .. import runs
-from .plan import SEED, Row, budget, run_dir, stored_sweep_path, sweep_path, test_samples
+from .plan import (
+    HOLDOUT, SEED, Row, budget, holdout_sweep_path, row_checkpoint, run_dir, stored_sweep_path, sweep_path,
+    test_samples, trained_checkpoint,
+)
 
-__all__ = ['train_command', 'sweep_command', 'stage_command', 'stored_sweep_command', 'check_command']
-
+__all__ = ['train_command', 'calibrate_command', 'sweep_command', 'holdout_sweep_command', 'stage_command',
+           'stored_sweep_command', 'check_command']
 
 
 def train_command(row: Row, args: argparse.Namespace) -> List[str]:
@@ -17,16 +21,33 @@ def train_command(row: Row, args: argparse.Namespace) -> List[str]:
                               args.val_samples, epochs=epochs, device=args.device)
 
 
+def calibrate_command(row: Row, args: argparse.Namespace) -> List[str]:
+    """``sct-calibrate`` of a trained SCT row on the images it trained on (train_fit), with its own size jitter."""
+    return runs.module_command(
+        runs.CALIBRATE, '--model', row.model, '--checkpoint', str(trained_checkpoint(row, args)), '--dataset',
+        runs.DATASET, '--split', 'train_fit', '--num-batches', str(row.gen.calibrate_batches), '--seed', str(SEED),
+        '--device', args.device, '--output', str(row_checkpoint(row, args)), '--force')
+
+
 def sweep_command(row: Row, args: argparse.Namespace) -> List[str]:
-    return runs.sweep_command(f'{row.model}={runs.checkpoint(run_dir(row, args))}', row.name, args.test_sizes,
+    return runs.sweep_command(f'{row.model}={row_checkpoint(row, args)}', row.name, args.test_sizes,
                               sweep_path(row, args).parent, '--dataset', runs.DATASET, *runs.EVAL_FLAGS,
                               '--device', args.device, '--num-samples', str(test_samples(row, args)))
+
+
+def holdout_sweep_command(row: Row, args: argparse.Namespace, which: str) -> List[str]:
+    """``sct-bench`` on train_holdout of a calibrated row's ``'trained'`` or ``'calibrated'`` weights."""
+    weights = row_checkpoint(row, args) if which == 'calibrated' else trained_checkpoint(row, args)
+    split, images = HOLDOUT
+    return runs.sweep_command(f'{row.model}={weights}', f'{row.name}_{which}', args.test_sizes,
+                              holdout_sweep_path(row, args, which).parent, '--dataset', runs.DATASET, '--split', split,
+                              *runs.EVAL_FLAGS, '--device', args.device, '--num-samples', str(images))
 
 
 def stage_command(row: Row, args: argparse.Namespace, probe: bool = False) -> List[str]:
     """``sct-hub stage`` of an SCT row in float16: the final folder, or (``probe``) a bare one for the stored sweep."""
     folder = run_dir(row, args)
-    cmd = runs.module_command(runs.HUB, 'stage', str(runs.checkpoint(folder)), '--tag', row.gen.tag,
+    cmd = runs.module_command(runs.HUB, 'stage', str(row_checkpoint(row, args)), '--tag', row.gen.tag,
                               '--train-args', str(folder / 'args.yaml'), '--dtype', 'float16')
     if probe:
         return cmd + ['--output', str(folder / 'stored'), '--force']

@@ -9,9 +9,9 @@ from typing import Dict
 from ...results.markdown import table as markdown_table
 from ...results.targets import margins_text, per_size, target_margins
 from ..runs import wall_seconds
-from .plan import SEED, TEST_IMAGES, Generation, Row, run_dir, swept, trained_budget
+from .plan import HOLDOUT, SEED, TEST_IMAGES, Generation, Row, holdout_swept, run_dir, swept, trained_budget
 
-__all__ = ['collect', 'compare', 'targets', 'report', 'plot']
+__all__ = ['collect', 'compare', 'targets', 'calibration_evidence', 'report', 'plot']
 
 Table = Dict[str, Dict[int, Dict[str, float]]]  # kind -> size -> top1 / top5 / images
 
@@ -35,11 +35,40 @@ def compare(rows: Table) -> Dict[int, dict]:
     return per_size(rows.get('sct', {}), {k: v for k, v in rows.items() if k != 'sct'})
 
 
-def targets(gen: Generation, rows: Table) -> Dict[str, Dict[str, float]]:
+def targets(gen: Generation, arch: str, rows: Table) -> Dict[str, Dict[str, float]]:
     """The issue's targets for one architecture's SCT model as margins (>= 0: met), by `target_margins`."""
     top1 = {kind: {r: v['top1'] for r, v in res.items()} for kind, res in rows.items()}
     dedicated = {kind: (Row(gen, '', kind).scales[0], res) for kind, res in top1.items() if kind != 'sct'}
-    return target_margins(top1.get('sct', {}), dedicated, gen.scales)
+    return target_margins(top1.get('sct', {}), dedicated, gen.scales, spec=gen.target_spec(arch))
+
+
+def calibration_evidence(row: Row, args: argparse.Namespace) -> Dict[str, Dict[int, float]]:
+    """A calibrated SCT row's top-1 per size on train_holdout, of its trained and its calibrated weights ({} when
+    either sweep is missing)."""
+    rows = {which: holdout_swept(row, args, which) for which in ('trained', 'calibrated')}
+    if not row.calibrated or any(v is None for v in rows.values()):
+        return {}
+    return {which: {int(r['resolution']): float(r['top1']) for r in v} for which, v in rows.items()}
+
+
+def _calibration_lines(row: Row, evidence: Dict[str, Dict[int, float]]) -> list:
+    sizes = sorted(evidence['trained'])
+    diff = {s: evidence['calibrated'][s] - evidence['trained'][s] for s in sizes if s in evidence['calibrated']}
+    body = [[which, *(f'{evidence[which][s]:.2f}' for s in sizes)] for which in ('trained', 'calibrated')]
+    body.append(['calibrated - trained', *(f'{diff[s]:+.2f}' if s in diff else '' for s in sizes)])
+    mean = sum(diff.values()) / len(diff)
+    return ['', f'SCT statistics re-estimated after training (`sct-calibrate`, {row.gen.calibrate_batches} batches '
+                f'of 128 train_fit images, the run\'s size jitter); top-1 of both on {HOLDOUT[1]:,} {HOLDOUT[0]} '
+                f'images (mean difference {mean:+.2f}; the test columns above are the calibrated weights\'):', '',
+            markdown_table(['SCT weights', *(f'{s} px' for s in sizes)], body)]
+
+
+def _accuracy_text(gen: Generation) -> str:
+    asked = {arch: spec.accuracy_target for arch, spec in gen.archs.items() if spec.accuracy_target is not None}
+    if not asked:
+        return ''
+    return (f' accuracy = the dedicated model at {max(gen.scales)} px - its least top-1 ('
+            + ', '.join(f'{arch} {target:g}' for arch, target in asked.items()) + ').')
 
 
 def _cells(comparison: Dict[int, dict], sizes, text) -> list:
@@ -60,14 +89,14 @@ def report(args: argparse.Namespace) -> None:
              f"{' or '.join(f'{n:,}' for n in images)} test images)", '',
              f'Each architecture: the SCT model ({gen.recipe}) and '
              'plain timm models trained at one size each, same recipe and budget; `best dedicated` is the most '
-             'accurate plain model at that test size. ' + margins_text(gen.scales, gen.test_sizes) +
-             ' The size that decides each margin in brackets.']
+             'accurate plain model at that test size. ' + margins_text(gen.scales, gen.test_sizes, gen.targets) +
+             _accuracy_text(gen) + ' The size that decides each margin in brackets.']
     for arch, rows in table.items():
         samples, epochs = trained_budget(Row(gen, arch, 'sct' if 'sct' in rows else next(iter(rows))), args)
         sizes = sorted({r for v in rows.values() for r in v})
         comparison = compare(rows)
-        entry = {'budget': {'train_samples': samples, 'epochs': epochs},
-                 'rows': {}, 'comparison': {str(r): v for r, v in comparison.items()}, 'targets': targets(gen, rows)}
+        entry = {'budget': {'train_samples': samples, 'epochs': epochs}, 'rows': {},
+                 'comparison': {str(r): v for r, v in comparison.items()}, 'targets': targets(gen, arch, rows)}
         for kind, res in rows.items():
             row = Row(gen, arch, kind)
             row_samples, row_epochs = trained_budget(row, args)
@@ -90,6 +119,10 @@ def report(args: argparse.Namespace) -> None:
         if entry['targets']:
             lines += ['', 'Targets: ' + ', '.join(f"{k} {v['margin']:+.2f} ({v['size']} px)"
                                                   for k, v in entry['targets'].items())]
+        evidence = calibration_evidence(Row(gen, arch, 'sct'), args)
+        if evidence:
+            entry['calibration_holdout'] = {w: {str(s): v for s, v in t.items()} for w, t in evidence.items()}
+            lines += _calibration_lines(Row(gen, arch, 'sct'), evidence)
         plot(gen, arch, rows, out / f'accuracy_vs_resolution_{arch}.png')
     (out / 'zoo.json').write_text(json.dumps(doc, indent=2) + '\n')
     (out / 'zoo.md').write_text('\n'.join(lines) + '\n')

@@ -1,7 +1,9 @@
-"""Running the zoo's rows: train, sweep and stage each, skipping what is done, or (``--dry-run``) print what would run.
+"""Running the zoo's rows: train, (SCT rows of a generation that calibrates) calibrate, sweep and stage each, skipping
+what is done, or (``--dry-run``) print what would run.
 
-Runs resume: a row whose sweep finished is done; a row whose ``last.pth.tar`` reached the final epoch is only swept; a
-partial one continues with ``--resume`` from its per-epoch checkpoint; a staged folder is not staged again.
+Runs resume: a row whose sweep finished is done; a row whose ``last.pth.tar`` reached the final epoch is only
+calibrated and swept; a partial one continues with ``--resume`` from its per-epoch checkpoint; a staged folder is not
+staged again. A calibration or sweep older than the checkpoint it was made from is redone.
 """
 import argparse
 import json
@@ -11,14 +13,18 @@ from pathlib import Path
 from typing import Sequence
 
 from ..runs import run_logged, train_logged, wall_seconds
-from .commands import stage_command, stored_sweep_command, sweep_command, train_command
+from .commands import (
+    calibrate_command, holdout_sweep_command, stage_command, stored_sweep_command, sweep_command, train_command,
+)
 from .plan import (
-    Row, print_budget, run_dir, staged_dir, stored_sweep_path, stored_swept, sweep_path, swept, trained,
-    trained_budget,
+    Row, calibrated, holdout_sweep_path, holdout_swept, print_budget, run_dir, staged_dir,
+    stored_sweep_path, stored_swept, sweep_path, swept, trained, trained_budget,
 )
 from .report import collect, plot
 
-__all__ = ['train_row', 'sweep_row', 'comparison_doc', 'stage_row', 'run_rows', 'dry_run']
+__all__ = ['train_row', 'calibrate_row', 'sweep_row', 'comparison_doc', 'stage_row', 'run_rows', 'dry_run']
+
+HOLDOUT_WEIGHTS = ('trained', 'calibrated')
 
 
 def train_row(row: Row, args: argparse.Namespace) -> None:
@@ -26,6 +32,19 @@ def train_row(row: Row, args: argparse.Namespace) -> None:
     if trained(row, args):
         return
     train_logged(train_command(row, args), run_dir(row, args), cwd=args.root)
+
+
+def calibrate_row(row: Row, args: argparse.Namespace) -> None:
+    """Re-estimate a calibrated row's S-BN statistics (unless done since its training), then sweep its trained and
+    calibrated weights on train_holdout: the evidence the report shows for the step."""
+    if not row.calibrated:
+        return
+    if not calibrated(row, args):
+        run_logged(calibrate_command(row, args), run_dir(row, args) / 'calibrate.log', cwd=args.root)
+    for which in HOLDOUT_WEIGHTS:
+        if holdout_swept(row, args, which) is None:
+            run_logged(holdout_sweep_command(row, args, which), holdout_sweep_path(row, args, which).parent /
+                       'sweep.log', cwd=args.root)
 
 
 def sweep_row(row: Row, args: argparse.Namespace) -> None:
@@ -47,7 +66,8 @@ def comparison_doc(row: Row, args: argparse.Namespace) -> dict:
                 + (f'; {args.hardware_note}' if args.hardware_note else ''))
     dedicated = [dict(run(kind), model=row.sibling(kind).model, train_size=row.sibling(kind).scales[0],
                       results=swept(row.sibling(kind), args)) for kind in row.gen.kinds if kind != 'sct']
-    return {'hardware': hardware, 'sct': dict(run('sct'), float32=swept(row, args)), 'dedicated': dedicated}
+    return {'hardware': hardware, 'sct': dict(run('sct'), float32=swept(row, args)), 'dedicated': dedicated,
+            'targets': row.gen.target_spec(row.arch).to_dict()}
 
 
 def stage_row(row: Row, args: argparse.Namespace) -> None:
@@ -90,6 +110,7 @@ def run_rows(rows: Sequence[Row], args: argparse.Namespace) -> None:
             continue  # measured: the sweep stands for the run
         train_row(row, args)
         if not args.train_only:
+            calibrate_row(row, args)
             sweep_row(row, args)
 
 
@@ -108,5 +129,11 @@ def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
         if not trained(row, args):
             print('$', shlex.join(train_command(row, args)))
         if not args.train_only:
+            if row.calibrated:
+                if not calibrated(row, args):
+                    print('$', shlex.join(calibrate_command(row, args)))
+                for which in HOLDOUT_WEIGHTS:
+                    if holdout_swept(row, args, which) is None:
+                        print('$', shlex.join(holdout_sweep_command(row, args, which)))
             print('$', shlex.join(sweep_command(row, args)))
     print_budget(rows, args)
