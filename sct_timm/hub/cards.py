@@ -15,15 +15,14 @@ from tqdm.auto import tqdm
 
 from ..datasets import is_fmnist
 from ..results.markdown import format_value, table
-from ..results.targets import by_size, per_size, target_margins, target_text
 from ..utils import atomic_write_text
 from .cascade import cascade_lines
-from .comparison import comparison_targets
+from .comparison import comparison_lines
 from .files import find_staged, staged_info
 
 __all__ = [
     'PAPER_ID', 'PAPER_TITLE', 'PAPER_URL', 'CITATION', 'dataset_display_name', 'hub_dataset_id', 'accuracy_table',
-    'recipe_table', 'comparison_lines', 'render_model_card', 'render_model_cards_index', 'render_cards',
+    'recipe_table', 'render_model_card', 'render_model_cards_index', 'render_cards',
     'write_model_cards',
 ]
 
@@ -199,84 +198,11 @@ def _recipe_section(info: Dict[str, Any], heading: str) -> List[str]:
     lines += [recipe, '', 'Every argument of the run is in `args.yaml`.']
     cal = info.get('calibration')
     if cal:
-        jitter = f"size jitter {cal.get('scale_jitter')}" + (
-            f", the largest scale up to {cal['scale_jitter_max']} px" if cal.get('scale_jitter_max') else '')
+        upto = f", the largest scale up to {cal['scale_jitter_max']} px" if cal.get('scale_jitter_max') else ''
         lines += ['', f"After training, every scale's S-BN statistics were re-estimated by `sct-calibrate` (exact "
                       f"averages, no labels, weights untouched) over {cal.get('num_batches')} batches of "
                       f"{cal.get('batch_size')} images of the `{cal.get('split')}` split, drawn as training drew "
-                      f'them ({jitter}).']
-    return lines
-
-
-def _pair(row: Optional[Dict[str, Any]]) -> str:
-    if row is None:
-        return '-'
-    top5 = row.get('top5')
-    return f"{float(row['top1']):.2f}" + ('' if top5 is None else f' / {float(top5):.2f}')
-
-
-def _minutes(seconds: Optional[float]) -> str:
-    return '-' if seconds is None else f'{seconds / 60:.1f}'
-
-
-def comparison_lines(info: Dict[str, Any], image_prefix: str = '') -> List[str]:
-    """The card's comparison with the dedicated plain models (``comparison.json``): accuracy per size, the targets'
-    margins, the training budget and wall time of every model, and the plot. Empty when the folder has none.
-
-    The SCT column is the staged weights' own ``results.json`` (what ``sct-bench`` re-measures on them); the float32
-    checkpoint's sweep sits beside it when the weights are stored at lower precision.
-    """
-    doc = info.get('comparison')
-    if not doc:
-        return []
-    float32 = by_size(doc['sct']['float32'])
-    stored = info['storage_dtype'] != 'float32' and bool(info.get('results'))
-    sct = by_size(info['results']) if info.get('results') else float32
-    runs = doc['dedicated']
-    dedicated = {run['label']: by_size(run['results']) for run in runs}
-    compared = per_size(sct, dedicated)
-    dtype = f" ({info['storage_dtype']} weights)" if stored else ''
-    header = ['Resolution (px)', f'SCT{dtype} top-1 / top-5']
-    header += ['float32 checkpoint top-1'] if stored else []
-    header += [f"`{run['model']}` trained at {run['train_size']}" for run in runs] + ['SCT - best dedicated']
-    body = []
-    for size in sorted(sct, reverse=True):
-        line = [f'**{size}**' if size in info['scales'] else size, _pair(sct[size])]
-        line += [format_value(float(float32[size]['top1'])) if size in float32 else '-'] if stored else []
-        line += [_pair(dedicated[run['label']].get(size)) for run in runs]
-        delta = compared[size].get('delta_top1')
-        line.append('-' if delta is None else f'{delta:+.2f}')
-        body.append(line)
-    spec = comparison_targets(doc)
-    margins = target_margins(
-        {s: float(r['top1']) for s, r in sct.items()},
-        {run['label']: (run['train_size'], {s: float(r['top1']) for s, r in dedicated[run['label']].items()})
-         for run in runs},
-        info['scales'],
-        float32={s: float(r['top1']) for s, r in float32.items()} if stored else None,
-        spec=spec,
-    )
-    budget = [(f"`{info['architecture']}` (SCT)", format_value(info['scales']), f"{doc['sct']['train_samples']:,} x "
-               f"{doc['sct']['epochs']}", _minutes(doc['sct'].get('train_wall_seconds')))]
-    budget += [(f"`{run['model']}`", run['train_size'], f"{run['train_samples']:,} x {run['epochs']}",
-                _minutes(run.get('train_wall_seconds'))) for run in runs]
-    lines = [
-        'Each dedicated model is the plain timm architecture trained at one size only, with the same recipe, data '
-        'and budget: the models a user would otherwise train for each resolution. Top-1 / top-5 (%) measured by '
-        '`sct-bench` on the same test images; training scales in bold.',
-        '',
-        table(header, body),
-        '',
-        'Targets (margin >= 0: met; the size that decides each in brackets):',
-        '',
-    ]
-    for name, margin in margins.items():
-        verdict = 'met' if margin['margin'] >= 0 else f"**missed by {-margin['margin']:.2f}**"
-        lines.append(f"- {target_text(name, spec)}: {margin['margin']:+.2f} ({margin['size']} px), {verdict}")
-    lines += ['', table(['Model', 'Trained at (px)', 'Images x epochs', 'Training wall time (min)'], budget), '',
-              f"Hardware: {doc['hardware']}."]
-    if info.get('plot'):
-        lines += ['', f"![Top-1 against test resolution, SCT and the dedicated models]({image_prefix}{info['plot']})"]
+                      f"them (size jitter {cal.get('scale_jitter')}{upto})."]
     return lines
 
 

@@ -10,22 +10,32 @@ __all__ = []
 
 # scales each weight tag was trained with ('arch.tag' -> scales); tags without weights use the default preset
 TAG_SCALES: Dict[str, Sequence[int]] = {
+    'sct_resnet18.sct5j_fmnist': (64, 48, 32, 24, 16),
     'sct_resnet18.sct3j_fmnist': (64, 48, 32),
     'sct_resnet50.sct3j_fmnist': (64, 48, 32),
 }
 
 
 # the resolution cascade fitted for a tag's weights ('arch.tag' -> sct_timm.cascade config), from `sct-hub cfg`
-TAG_CASCADES: Dict[str, Dict[str, Any]] = {}
+TAG_CASCADES: Dict[str, Dict[str, Any]] = {
+    'sct_resnet18.sct5j_fmnist': {'resolutions': [16, 32, 64], 'thresholds': [0.7771697640419006, 0.5308497548103333],
+                                  'rule': 'max_prob', 'interpolation': 'bilinear', 'target': {'target_drop': 0.2}},
+}
 
 
 def _cfg(url: str = '', **kwargs):
     return sct_cfg(url, first_conv='conv1', classifier='fc', **kwargs)
 
 
-# the zoo's weights (MODEL_CARDS.md), the default tags: as in timm, a default tag also sets the default shape
-# (1 channel, 10 classes) and scales of `timm.create_model('<arch>')`
+# the zoo's weights (MODEL_CARDS.md), the default tags first: as in timm, a default tag also sets the default shape
+# (1 channel, 10 classes) and scales of `timm.create_model('<arch>')`; `sct3j_fmnist` is the first generation (history)
 default_cfgs = generate_default_cfgs({
+    'sct_resnet18.sct5j_fmnist': _cfg(
+        hf_hub_id='sct-timm/sct_resnet18.sct5j_fmnist', input_size=(1, 64, 64), mean=(0.286,), std=(0.353,),
+        num_classes=10, pool_size=(2, 2),
+        description='sct_resnet18 trained with Scale Calibrated Training at scales [64, 48, 32, 24, 16] on '
+                    'Fashion-MNIST',
+    ),
     'sct_resnet18.sct3j_fmnist': _cfg(
         hf_hub_id='sct-timm/sct_resnet18.sct3j_fmnist', input_size=(1, 64, 64), mean=(0.286,), std=(0.353,),
         num_classes=10, pool_size=(2, 2),
@@ -41,7 +51,7 @@ default_cfgs = generate_default_cfgs({
 
 @register_sct_model('resnet18', _cfg, TAG_SCALES, tag_cascades=TAG_CASCADES)
 def sct_resnet18(pretrained: bool = False, **kwargs) -> ResNet:
-    """ResNet-18 with S-BN; ``scales`` picks the training resolutions (default: the tag's, 64, 48, 32)."""
+    """ResNet-18 with S-BN; ``scales`` picks the training resolutions (default: the tag's, 64, 48, 32, 24, 16)."""
     return create_sct_model('sct_resnet18', pretrained, **kwargs)
 
 

@@ -1,0 +1,111 @@
+"""The zoo's second generation, ``sct5j_fmnist``: its plan (held-out validation, five scales, calibration), the
+staged cascade, and a report judged by its own targets. No training runs."""
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from sct_timm.cli import bench as bench_cli
+from sct_timm.cli import hub as hub_cli
+from sct_timm.experiments.zoo.plan import DEFAULT_TAG, GENERATIONS
+from sct_timm.train import args as train_args
+
+from zoo_helpers import BENCH, HUB, dry_run_commands, fake_run, fake_sweep, module_argv, zoo_main, zoo_paths
+
+
+def test_dry_run_of_the_five_scale_zoo(tmp_path, capsys):
+    gen = GENERATIONS[DEFAULT_TAG]
+    commands, out = dry_run_commands(zoo_paths(tmp_path), capsys)  # the newest generation is the default
+    trains = [module_argv(c, 'sct_timm.train') for c in commands if c[2] == 'sct_timm.train']
+    benches = [module_argv(c, BENCH) for c in commands if c[2] == BENCH]
+    sweeps = [argv for argv in benches if '--split' not in argv]
+    holdout = [bench_cli.parse_args(argv)[1] for argv in benches if '--split' in argv]
+    calibrations = [module_argv(c, 'sct_timm.cli.calibrate') for c in commands if c[2] == 'sct_timm.cli.calibrate']
+    assert len(trains) == len(sweeps) == 3 * 6
+    # each SCT model's statistics are re-estimated on its own training images, and both weights swept on held-out ones
+    assert len(calibrations) == 3 and all(argv[argv.index('--split') + 1] == 'train_fit' for argv in calibrations)
+    assert sorted(a.label[0] for a in holdout) == sorted(f'{arch}_sct_{w}' for arch in gen.archs
+                                                      for w in ('trained', 'calibrated'))
+    assert all(a.split == 'train_holdout' and a.num_samples == 5000 for a in holdout)
+    for argv in trains:
+        _, args = train_args.parse_args(argv)
+        arch, _, kind = args.experiment.partition('_')
+        spec = gen.archs[arch]
+        assert (args.train_num_samples, args.epochs) == (spec.train_samples, spec.epochs)
+        # trained without the held-out images, which validate each epoch (and fit the cascade)
+        assert (args.train_split, args.val_split) == ('train_fit', 'train_holdout')
+        if kind == 'sct':
+            assert argv[:2] == ['-c', f'sct_timm/configs/{spec.sct_model}_fmnist5.yaml']
+            assert args.scales == [64, 48, 32, 24, 16] and args.scale_jitter_max == 96
+        else:
+            assert argv[:2] == ['-c', f'sct_timm/configs/{spec.plain_model}_fmnist5.yaml']
+            assert args.norm == 'bn' and args.scales == [int(kind[len('plain_r'):])]
+    for argv in sweeps:
+        _, args = bench_cli.parse_args(argv)
+        assert args.resolutions == [12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96] and args.num_samples == 10000
+        assert args.output.startswith(str(tmp_path / 'res'))
+    # every row (one training and its sweeps) is planned to finish within about two hours
+    rows = [line.split() for line in out.splitlines() if line.startswith(('resnet', 'mobilenet'))]
+    assert len(rows) == 18 and all(float(r[-2]) + float(r[-1]) <= 125 for r in rows), out
+
+
+def test_the_five_scale_zoo_stages_a_fitted_cascade(tmp_path, capsys):
+    stage, _ = dry_run_commands([*zoo_paths(tmp_path), '--archs', 'resnet18', '--stage'], capsys)
+    assert [c[2] for c in stage] == [HUB, BENCH, HUB]
+    _, sweep = bench_cli.parse_args(module_argv(stage[1], BENCH))
+    # the staged float16 weights' own sweep fits the cascade on held-out training images, then measures it
+    assert sweep.cascade == [16, 32, 64] and sweep.cascade_fit_split == 'train_holdout' and sweep.split != 'train'
+    final = hub_cli.build_parser().parse_args(module_argv(stage[2], HUB))
+    assert final.tag == DEFAULT_TAG and final.cascade == str(Path(sweep.output) / 'cascade.json')
+
+
+def test_five_scale_sct_rows_are_calibrated_then_swept(tmp_path, capsys):
+    spec = GENERATIONS[DEFAULT_TAG].archs['resnet18']
+    run = fake_run(tmp_path, 'resnet18_sct', spec.train_samples, spec.epochs, done=spec.epochs)
+    fake_sweep(tmp_path, 'resnet18_sct', {32: 80.0})  # a sweep of the trained weights: not of the calibrated ones
+    argv = [*zoo_paths(tmp_path), '--archs', 'resnet18', '--rows', 'sct']
+    commands, _ = dry_run_commands(argv, capsys)
+    assert [c[2] for c in commands] == ['sct_timm.cli.calibrate', BENCH, BENCH, BENCH]
+    calibrate = module_argv(commands[0], 'sct_timm.cli.calibrate')
+    assert calibrate[calibrate.index('--checkpoint') + 1] == str(run / 'last.pth.tar')
+    assert calibrate[calibrate.index('--output') + 1] == str(run / 'calibrated.pth.tar')
+    swept = [bench_cli.parse_args(module_argv(c, BENCH))[1] for c in commands[1:]]
+    assert [(a.label[0], a.model[0]) for a in swept] == [
+        ('resnet18_sct_trained', f"sct_resnet18={run / 'last.pth.tar'}"),
+        ('resnet18_sct_calibrated', f"sct_resnet18={run / 'calibrated.pth.tar'}"),
+        ('resnet18_sct', f"sct_resnet18={run / 'calibrated.pth.tar'}")]
+    # calibrated and swept since: nothing left; a checkpoint trained again makes the calibration stale
+    (run / 'calibrated.pth.tar').write_bytes(b'')
+    for name in ('resnet18_sct_trained_holdout', 'resnet18_sct_calibrated_holdout'):
+        fake_sweep(tmp_path, name, {32: 80.0})
+    (tmp_path / 'res' / 'sweeps' / 'resnet18_sct' / 'results.json').touch()
+    assert dry_run_commands(argv, capsys)[0] == []
+    os.utime(run / 'last.pth.tar', (time.time() + 5, time.time() + 5))
+    assert [c[2] for c in dry_run_commands(argv, capsys)[0]] == ['sct_timm.cli.calibrate', BENCH, BENCH, BENCH]
+    # staging takes the calibrated weights
+    stage, _ = dry_run_commands([*argv, '--stage'], capsys)
+    assert all(module_argv(c, HUB)[1] == str(run / 'calibrated.pth.tar') for c in stage if c[2] == HUB)
+
+
+def test_report_judges_the_five_scale_zoo_by_its_own_targets_and_shows_calibration(tmp_path, capsys):
+    spec = GENERATIONS[DEFAULT_TAG].archs['resnet18']
+    run = fake_run(tmp_path, 'resnet18_sct', spec.train_samples, spec.epochs, done=spec.epochs)
+    (run / 'calibrated.pth.tar').write_bytes(b'')
+    sct = {16: 84.0, 20: 85.0, 24: 85.0, 32: 88.0, 48: 88.0, 64: 89.0, 96: 86.0}
+    fake_sweep(tmp_path, 'resnet18_sct', sct)
+    for size in (64, 48, 32, 24, 16):
+        fake_sweep(tmp_path, f'resnet18_plain_r{size}', {s: 10.0 for s in sct} | {size: 90.0})
+    fake_sweep(tmp_path, 'resnet18_sct_trained_holdout', {16: 83.0, 64: 89.5})
+    fake_sweep(tmp_path, 'resnet18_sct_calibrated_holdout', {16: 84.0, 64: 90.0})
+    assert zoo_main(['--report-only', *zoo_paths(tmp_path)]) == 0
+    doc = json.loads((tmp_path / 'res' / 'zoo.json').read_text())['archs']['resnet18']
+    margins = {k: v['margin'] for k, v in doc['targets'].items()}
+    assert margins == pytest.approx({'accuracy': 90.0 - 93.0, 'at_scales': 84.0 - 90.0, 'between': 85.0 - 10.0 + 1.0,
+                                     'above': 86.0 - 89.0 + 2.0, 'tradeoff': 84.0 - 89.0 + 4.0})
+    assert doc['calibration_holdout'] == {'trained': {'16': 83.0, '64': 89.5}, 'calibrated': {'16': 84.0, '64': 90.0}}
+    table = (tmp_path / 'res' / 'zoo.md').read_text()
+    assert 'between = worst (SCT - best dedicated) at 20/28/40/56 + 1' in table and 'neighbours' not in table
+    assert 'accuracy = the dedicated model at 64 px - its least top-1 (resnet18 93, mobilenetv2 92.5' in table
+    assert '(mean difference +0.75;' in table and '| calibrated - trained | +1.00 | +0.50 |' in table

@@ -1,0 +1,55 @@
+"""What the zoo tests share: the driver run from this clone, its dry-run commands parsed back, and run folders and
+sweeps faked as ``sct-train`` and ``sct-bench`` leave them."""
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+
+from sct_timm.experiments import zoo
+from sct_timm.experiments.zoo.plan import GENERATIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH, HUB = 'sct_timm.cli.bench', 'sct_timm.cli.hub'
+
+
+def zoo_main(argv: list) -> int:
+    """The zoo as ``python benchmarks/zoo.py`` runs it: from this clone."""
+    return zoo.main(argv, root=ROOT)
+
+
+OLD = ['--tag', 'sct3j_fmnist']  # the first generation, kept as history
+ARCHS = GENERATIONS['sct3j_fmnist'].archs
+
+
+def zoo_paths(tmp_path: Path) -> list:
+    return ['--output', str(tmp_path / 'runs'), '--results', str(tmp_path / 'res'), '--hub-dir', str(tmp_path / 'hub')]
+
+
+def dry_run_commands(argv, capsys) -> list:
+    assert zoo_main(['--dry-run', *argv]) == 0
+    out = capsys.readouterr().out
+    return [shlex.split(line[2:]) for line in out.splitlines() if line.startswith('$ ')], out
+
+
+def module_argv(cmd: list, module: str) -> list:
+    assert cmd[0] == sys.executable and cmd[1:3] == ['-m', module], cmd[:3]
+    return cmd[3:]
+
+
+def fake_run(root: Path, name: str, samples: int, epochs: int, done: int) -> Path:
+    """A training run folder as sct-train leaves it after ``done`` epochs."""
+    run = root / 'runs' / name
+    run.mkdir(parents=True)
+    (run / 'args.yaml').write_text(yaml.safe_dump({'train_num_samples': samples, 'epochs': epochs}))
+    (run / 'summary.csv').write_text('epoch,eval_top1\n' + ''.join(f'{e},50.0\n' for e in range(done)))
+    (run / 'last.pth.tar').write_bytes(b'')
+    return run
+
+
+def fake_sweep(root: Path, name: str, top1: dict, status: str = 'complete') -> None:
+    out = root / 'res' / 'sweeps' / name
+    out.mkdir(parents=True)
+    rows = [{'model': name, 'resolution': r, 'top1': v, 'top5': min(100.0, v + 10)} for r, v in top1.items()]
+    (out / 'results.json').write_text(json.dumps({'config': {'status': status}, 'results': rows}))
