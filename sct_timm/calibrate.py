@@ -3,8 +3,8 @@
 Training leaves each scale's running statistics as an exponential moving average over batches of a model that was
 still changing. `calibrate` replaces them, for the final weights, by the exact cumulative average over ``num_batches``
 batches (BatchNorm with ``momentum=None``), each batch resized to a side drawn the way training drew it (the scale
-itself, or with ``jitter_prob`` a side from the range that scale serves, the largest scale's up to ``jitter_max``). No labels and no gradients: any unlabeled
-images of the training distribution will do. The result saves and loads like any other state dict.
+itself, or with ``jitter_prob`` a side from the range that scale serves, the largest scale's up to ``jitter_max``). No
+labels and no gradients: any unlabeled images of the training distribution will do. The result saves and loads like any other state dict.
 """
 import contextlib
 import logging

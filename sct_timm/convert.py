@@ -189,9 +189,9 @@ def get_scale_ranges(model: nn.Module, scales: Sequence[int]) -> List[Tuple[int,
 
 
 def jitter_ranges(model: nn.Module, scales: Sequence[int], jitter_max: Optional[int] = None) -> List[Tuple[int, int]]:
-    """The sides size jitter draws per scale (scales largest first): the ranges each serves (`get_scale_ranges`), the largest scale's
-    reaching up to ``jitter_max`` when given (``sct-train --scale-jitter-max``), so training and calibration draw the
-    same sizes. ValueError when ``jitter_max`` is below the largest scale."""
+    """The sides size jitter draws per scale (scales largest first): the ranges each serves (`get_scale_ranges`),
+    the largest scale's reaching up to ``jitter_max`` when given (``sct-train --scale-jitter-max``), so training and
+    calibration draw the same sizes. ValueError when ``jitter_max`` is below the largest scale."""
     ranges = get_scale_ranges(model, scales)  # scales largest first
     if jitter_max is not None:
         if jitter_max < scales[0]:

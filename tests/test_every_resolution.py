@@ -228,7 +228,8 @@ def test_train_with_every_lever_then_calibrate(tmp_path, capsys):
     from sct_timm.cli import train
     argv = ['--dataset', 'fmnist', '--model', 'sct_resnet18', '--train-num-samples', '64', '--val-num-samples', '32',
             '-b', '16', '-j', '0', '--epochs', '1', '--warmup-epochs', '0', '--scales', '64,48,32',
-            '--scale-jitter', '0.5', '--scale-jitter-dist', 'log_uniform', '--scale-jitter-max', '80', '--scale-distill', '0.5',
+            '--scale-jitter', '0.5', '--scale-jitter-dist', 'log_uniform', '--scale-jitter-max', '80',
+            '--scale-distill', '0.5',
             '--scale-distill-temp', '2', '--output', str(tmp_path), '--experiment', 'levers']
     assert train.main(argv) == 0
     checkpoint = tmp_path / 'levers' / 'last.pth.tar'

@@ -38,7 +38,8 @@ def test_target_spec_sets_targets_and_tolerances():
     text = margins_text((64, 32, 16), sorted(sct), spec)
     assert 'between = worst (SCT - best dedicated) at 20/40 + 1' in text and 'neighbours' not in text
     assert 'above = worst (SCT at 80/96 - SCT at 64) + 2' in text and 'tradeoff = SCT at 16 - SCT at 64 + 4' in text
-    assert target_text('between', spec) == 'between the scales, within 1 points of the best dedicated model at that size'
+    assert target_text('between', spec) == \
+        'between the scales, within 1 points of the best dedicated model at that size'
     assert 'at or above' in target_text('at_scales', spec)
 
 

@@ -2,7 +2,8 @@
 resuming, the report, and its configs.
 
 The default tests run no training: they check the driver's commands with the parsers of ``sct-train``, ``sct-bench``
-and ``sct-hub`` themselves (the second generation's own in ``test_zoo_generations.py``). The slow test runs a tiny zoo end to end (4 trainings, 4 sweeps, 1 staging) twice.
+and ``sct-hub`` themselves (the second generation's own in ``test_zoo_generations.py``).
+The slow test runs a tiny zoo end to end (4 trainings, 4 sweeps, 1 staging) twice.
 """
 import json
 from pathlib import Path

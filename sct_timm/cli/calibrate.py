@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> Path:
         raise CLIError(f'calibration failed: {one_line(e)}') from None
     record = dict(checkpoint=str(checkpoint.path), weights=checkpoint.weights, dataset=dataset, split=args.split,
                   num_batches=args.num_batches, batch_size=args.batch_size, scale_jitter=jitter,
-                  scale_jitter_dist=dist, scale_jitter_max=jitter_max, scale_interpolation=interpolation, seed=args.seed,
+                  scale_jitter_dist=dist, scale_jitter_max=jitter_max, scale_interpolation=interpolation,
+                  seed=args.seed,
                   converted_from=(run_args.get('model') or 'plain BatchNorm') if converted else None)
     buffer = io.BytesIO()
     # the saved args describe the calibrated model (a converted plain checkpoint's run was a BatchNorm model), so every

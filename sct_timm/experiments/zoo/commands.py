@@ -7,8 +7,8 @@ from typing import List
 
 from .. import runs
 from .plan import (
-    HOLDOUT, SEED, Row, budget, holdout_sweep_path, row_checkpoint, run_dir, stored_sweep_path, sweep_path,
-    test_samples, trained_checkpoint,
+    CALIBRATE_BATCH, HOLDOUT, SEED, Row, budget, holdout_sweep_path, holdout_weights, row_checkpoint, run_dir,
+    stored_sweep_path, sweep_path, test_samples, trained_checkpoint,
 )
 
 __all__ = ['train_command', 'calibrate_command', 'sweep_command', 'holdout_sweep_command', 'stage_command',
@@ -25,8 +25,9 @@ def calibrate_command(row: Row, args: argparse.Namespace) -> List[str]:
     """``sct-calibrate`` of a trained SCT row on the images it trained on (train_fit), with its own size jitter."""
     return runs.module_command(
         runs.CALIBRATE, '--model', row.model, '--checkpoint', str(trained_checkpoint(row, args)), '--dataset',
-        runs.DATASET, '--split', 'train_fit', '--num-batches', str(row.gen.calibrate_batches), '--seed', str(SEED),
-        '--device', args.device, '--output', str(row_checkpoint(row, args)), '--force')
+        runs.DATASET, '--split', 'train_fit', '--num-batches', str(row.gen.calibrate_batches), '-b',
+        str(CALIBRATE_BATCH), '--seed', str(SEED), '--device', args.device, '--output', str(row_checkpoint(row, args)),
+        '--force')
 
 
 def sweep_command(row: Row, args: argparse.Namespace) -> List[str]:
@@ -37,9 +38,8 @@ def sweep_command(row: Row, args: argparse.Namespace) -> List[str]:
 
 def holdout_sweep_command(row: Row, args: argparse.Namespace, which: str) -> List[str]:
     """``sct-bench`` on train_holdout of a calibrated row's ``'trained'`` or ``'calibrated'`` weights."""
-    weights = row_checkpoint(row, args) if which == 'calibrated' else trained_checkpoint(row, args)
     split, images = HOLDOUT
-    return runs.sweep_command(f'{row.model}={weights}', f'{row.name}_{which}', args.test_sizes,
+    return runs.sweep_command(f'{row.model}={holdout_weights(row, args, which)}', f'{row.name}_{which}', args.test_sizes,
                               holdout_sweep_path(row, args, which).parent, '--dataset', runs.DATASET, '--split', split,
                               *runs.EVAL_FLAGS, '--device', args.device, '--num-samples', str(images))
 

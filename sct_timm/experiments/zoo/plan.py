@@ -64,8 +64,8 @@ from ..runs import checkpoint, finished_sweep, sweep_file, trained as run_traine
 __all__ = [
     'CONFIGS', 'TEST_IMAGES', 'SEED', 'START_S', 'Arch', 'Generation', 'GENERATIONS', 'DEFAULT_TAG', 'generation',
     'Row', 'select_rows', 'budget', 'check_budget', 'trained', 'trained_budget', 'test_samples', 'run_dir',
-    'trained_checkpoint', 'row_checkpoint', 'calibrated', 'CALIBRATED', 'HOLDOUT', 'sweep_path', 'swept',
-    'holdout_sweep_path', 'holdout_swept', 'stored_sweep_path', 'stored_swept', 'staged_dir', 'projected_seconds',
+    'trained_checkpoint', 'row_checkpoint', 'calibrated', 'CALIBRATED', 'CALIBRATE_BATCH', 'HOLDOUT',
+    'HOLDOUT_WEIGHTS', 'sweep_path', 'swept', 'holdout_weights', 'holdout_sweep_path', 'holdout_swept', 'stored_sweep_path', 'stored_swept', 'staged_dir', 'projected_seconds',
     'print_budget',
 ]
 
@@ -73,7 +73,9 @@ CONFIGS = 'sct_timm/configs'
 TEST_IMAGES = FMNIST_TEST_IMAGES  # the Fashion-MNIST test set, which sct-bench sweeps
 SEED = 42
 CALIBRATED = 'calibrated.pth.tar'  # a calibrated row's weights, in its run folder
+CALIBRATE_BATCH = 128  # images per sct-calibrate batch
 HOLDOUT = ('train_holdout', 5000)  # the split and images of the calibration evidence
+HOLDOUT_WEIGHTS = ('trained', 'calibrated')  # the two weight sets of a calibrated row swept on it
 START_S = 8.0  # start-up of one sct-train / sct-bench process (imports, data set, model), measured
 
 
@@ -108,7 +110,7 @@ class Generation:
     recipe: str  # the SCT recipe in words, for the report
     cascade: Tuple[int, ...] = ()  # the staged weights' resolution cascade (fitted on train_holdout), if any
     targets: TargetSpec = field(default_factory=TargetSpec)  # what the report and the cards judge it by
-    calibrate_batches: int = 0  # SCT rows: sct-calibrate on train_fit with this many batches of 128 (0: none)
+    calibrate_batches: int = 0  # SCT rows: sct-calibrate on train_fit with this many batches (0: none)
 
     @property
     def kinds(self) -> Tuple[str, ...]:
@@ -281,6 +283,11 @@ def swept(row: Row, args: argparse.Namespace) -> Optional[List[dict]]:
     return finished_sweep(sweep_path(row, args), row_checkpoint(row, args))
 
 
+def holdout_weights(row: Row, args: argparse.Namespace, which: str) -> Path:
+    """The checkpoint of a calibrated row's ``'trained'`` or ``'calibrated'`` weights (`HOLDOUT_WEIGHTS`)."""
+    return row_checkpoint(row, args) if which == 'calibrated' else trained_checkpoint(row, args)
+
+
 def holdout_sweep_path(row: Row, args: argparse.Namespace, which: str) -> Path:
     """A calibrated row's sweep on train_holdout of its ``'trained'`` or ``'calibrated'`` weights: the evidence
     that calibration helps, on images no model trained on."""
@@ -288,10 +295,9 @@ def holdout_sweep_path(row: Row, args: argparse.Namespace, which: str) -> Path:
 
 
 def holdout_swept(row: Row, args: argparse.Namespace, which: str) -> Optional[List[dict]]:
-    ckpt = row_checkpoint(row, args) if which == 'calibrated' else trained_checkpoint(row, args)
     if which == 'calibrated' and not calibrated(row, args):
         return None
-    return finished_sweep(holdout_sweep_path(row, args, which), ckpt)
+    return finished_sweep(holdout_sweep_path(row, args, which), holdout_weights(row, args, which))
 
 
 def stored_sweep_path(row: Row, args: argparse.Namespace) -> Path:
@@ -326,7 +332,7 @@ def projected_seconds(row: Row, args: argparse.Namespace) -> Dict[str, float]:
     # an SCT row is swept twice: its float32 checkpoint, then its float16 weights as staged (--stage)
     sweep *= 2 if row.kind == 'sct' else 1
     if row.calibrated:  # calibration (a forward per scale of every batch, in train mode) and the two holdout sweeps
-        train += START_S + row.gen.calibrate_batches * 128 * spec.eval_ms * _pixels(row.scales) / 1000
+        train += START_S + row.gen.calibrate_batches * CALIBRATE_BATCH * spec.eval_ms * _pixels(row.scales) / 1000
         sweep += 2 * (START_S + HOLDOUT[1] * spec.eval_ms * _pixels(args.test_sizes) / 1000)
     return {'train': START_S + train + validate, 'sweep': sweep}
 

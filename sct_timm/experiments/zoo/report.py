@@ -9,7 +9,10 @@ from typing import Dict
 from ...results.markdown import table as markdown_table
 from ...results.targets import margins_text, per_size, target_margins
 from ..runs import wall_seconds
-from .plan import HOLDOUT, SEED, TEST_IMAGES, Generation, Row, holdout_swept, run_dir, swept, trained_budget
+from .plan import (
+    CALIBRATE_BATCH, HOLDOUT, HOLDOUT_WEIGHTS, SEED, TEST_IMAGES, Generation, Row, holdout_swept, run_dir, swept,
+    trained_budget,
+)
 
 __all__ = ['collect', 'compare', 'targets', 'calibration_evidence', 'report', 'plot']
 
@@ -45,7 +48,7 @@ def targets(gen: Generation, arch: str, rows: Table) -> Dict[str, Dict[str, floa
 def calibration_evidence(row: Row, args: argparse.Namespace) -> Dict[str, Dict[int, float]]:
     """A calibrated SCT row's top-1 per size on train_holdout, of its trained and its calibrated weights ({} when
     either sweep is missing)."""
-    rows = {which: holdout_swept(row, args, which) for which in ('trained', 'calibrated')}
+    rows = {which: holdout_swept(row, args, which) for which in HOLDOUT_WEIGHTS}
     if not row.calibrated or any(v is None for v in rows.values()):
         return {}
     return {which: {int(r['resolution']): float(r['top1']) for r in v} for which, v in rows.items()}
@@ -54,11 +57,11 @@ def calibration_evidence(row: Row, args: argparse.Namespace) -> Dict[str, Dict[i
 def _calibration_lines(row: Row, evidence: Dict[str, Dict[int, float]]) -> list:
     sizes = sorted(evidence['trained'])
     diff = {s: evidence['calibrated'][s] - evidence['trained'][s] for s in sizes if s in evidence['calibrated']}
-    body = [[which, *(f'{evidence[which][s]:.2f}' for s in sizes)] for which in ('trained', 'calibrated')]
+    body = [[which, *(f'{evidence[which][s]:.2f}' for s in sizes)] for which in HOLDOUT_WEIGHTS]
     body.append(['calibrated - trained', *(f'{diff[s]:+.2f}' if s in diff else '' for s in sizes)])
     mean = sum(diff.values()) / len(diff)
     return ['', f'SCT statistics re-estimated after training (`sct-calibrate`, {row.gen.calibrate_batches} batches '
-                f'of 128 train_fit images, the run\'s size jitter); top-1 of both on {HOLDOUT[1]:,} {HOLDOUT[0]} '
+                f'of {CALIBRATE_BATCH} train_fit images, the run\'s size jitter); top-1 of both on {HOLDOUT[1]:,} {HOLDOUT[0]} '
                 f'images (mean difference {mean:+.2f}; the test columns above are the calibrated weights\'):', '',
             markdown_table(['SCT weights', *(f'{s} px' for s in sizes)], body)]
 

@@ -10,21 +10,19 @@ import json
 import os
 import shlex
 from pathlib import Path
-from typing import Sequence
+from typing import List, Sequence, Tuple
 
 from ..runs import run_logged, train_logged, wall_seconds
 from .commands import (
     calibrate_command, holdout_sweep_command, stage_command, stored_sweep_command, sweep_command, train_command,
 )
 from .plan import (
-    Row, calibrated, holdout_sweep_path, holdout_swept, print_budget, run_dir, staged_dir,
+    HOLDOUT_WEIGHTS, Row, calibrated, holdout_sweep_path, holdout_swept, print_budget, run_dir, staged_dir,
     stored_sweep_path, stored_swept, sweep_path, swept, trained, trained_budget,
 )
 from .report import collect, plot
 
 __all__ = ['train_row', 'calibrate_row', 'sweep_row', 'comparison_doc', 'stage_row', 'run_rows', 'dry_run']
-
-HOLDOUT_WEIGHTS = ('trained', 'calibrated')
 
 
 def train_row(row: Row, args: argparse.Namespace) -> None:
@@ -34,17 +32,22 @@ def train_row(row: Row, args: argparse.Namespace) -> None:
     train_logged(train_command(row, args), run_dir(row, args), cwd=args.root)
 
 
-def calibrate_row(row: Row, args: argparse.Namespace) -> None:
-    """Re-estimate a calibrated row's S-BN statistics (unless done since its training), then sweep its trained and
-    calibrated weights on train_holdout: the evidence the report shows for the step."""
+def _calibration_steps(row: Row, args: argparse.Namespace) -> List[Tuple[List[str], Path]]:
+    """(command, log) of what a calibrated row still needs: its calibration (unless done since its training), then
+    the train_holdout sweeps of its trained and calibrated weights not yet made of them (a pending calibration makes
+    the calibrated weights' sweep pending: `holdout_swept`)."""
     if not row.calibrated:
-        return
-    if not calibrated(row, args):
-        run_logged(calibrate_command(row, args), run_dir(row, args) / 'calibrate.log', cwd=args.root)
-    for which in HOLDOUT_WEIGHTS:
-        if holdout_swept(row, args, which) is None:
-            run_logged(holdout_sweep_command(row, args, which), holdout_sweep_path(row, args, which).parent /
-                       'sweep.log', cwd=args.root)
+        return []
+    steps = [] if calibrated(row, args) else [(calibrate_command(row, args), run_dir(row, args) / 'calibrate.log')]
+    return steps + [(holdout_sweep_command(row, args, which), holdout_sweep_path(row, args, which).parent / 'sweep.log')
+                    for which in HOLDOUT_WEIGHTS if holdout_swept(row, args, which) is None]
+
+
+def calibrate_row(row: Row, args: argparse.Namespace) -> None:
+    """Re-estimate a calibrated row's S-BN statistics, then sweep its trained and calibrated weights on
+    train_holdout: the evidence the report shows for the step."""
+    for cmd, log in _calibration_steps(row, args):
+        run_logged(cmd, log, cwd=args.root)
 
 
 def sweep_row(row: Row, args: argparse.Namespace) -> None:
@@ -129,11 +132,7 @@ def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
         if not trained(row, args):
             print('$', shlex.join(train_command(row, args)))
         if not args.train_only:
-            if row.calibrated:
-                if not calibrated(row, args):
-                    print('$', shlex.join(calibrate_command(row, args)))
-                for which in HOLDOUT_WEIGHTS:
-                    if holdout_swept(row, args, which) is None:
-                        print('$', shlex.join(holdout_sweep_command(row, args, which)))
+            for cmd, _ in _calibration_steps(row, args):
+                print('$', shlex.join(cmd))
             print('$', shlex.join(sweep_command(row, args)))
     print_budget(rows, args)
