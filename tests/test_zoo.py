@@ -35,6 +35,13 @@ SCT_ONLY = {'model', 'norm', 'scales', 'scale_jitter', 'scale_jitter_dist', 'sca
 
 def test_dry_run_lists_the_twelve_runs(tmp_path, capsys):
     commands, out = dry_run_commands([*OLD, *zoo_paths(tmp_path)], capsys)
+    # each architecture: its dedicated rows, its SCT row, then the SCT row's staging (bare stage, its sweep, stage)
+    first = [i for i, c in enumerate(commands) if c[2] == HUB][::2]
+    assert len(first) == 3 and all([c[2] for c in commands[i:i + 3]] == [HUB, BENCH, HUB] for i in first)
+    assert all(commands[i - 1][commands[i - 1].index('--label') + 1].endswith('_sct') for i in first)
+    order = [c[c.index('--experiment') + 1] for c in commands if '--experiment' in c]
+    assert [name.partition('_')[2] for name in order[:4]] == ['plain_r64', 'plain_r48', 'plain_r32', 'sct']
+    commands = [c for i, c in enumerate(commands) if not any(0 <= i - j <= 2 for j in first)]
     trains = [module_argv(c, 'sct_timm.train') for c in commands if c[2] == 'sct_timm.train']
     sweeps = [module_argv(c, BENCH) for c in commands if c[2] == BENCH]
     assert len(trains) == len(sweeps) == len(commands) // 2 == 12
@@ -83,6 +90,9 @@ def test_budget_overrides_and_stagedry_run_commands(tmp_path, capsys):
     argv = [*OLD, *zoo_paths(tmp_path), '--archs', 'mobilenetv2', '--train-samples', '128', '--epochs', '3',
             '--test-sizes', '32,64', '--test-samples', '50']
     commands, _ = dry_run_commands(argv, capsys)
+    assert [c[2] for c in commands[-3:]] == [HUB, BENCH, HUB]  # the SCT row staged once all four are swept
+    assert commands[-3:] == dry_run_commands([*argv, '--stage'], capsys)[0]
+    commands = commands[:-3]
     assert len(commands) == 8
     for cmd in commands:
         if cmd[2] == 'sct_timm.train':
@@ -116,13 +126,14 @@ def test_resume_skips_what_is_done(tmp_path, capsys):
     fake_sweep(tmp_path, 'resnet18_plain_r32', {32: 80.0}, status='running')  # cut short: all again
     commands, _ = dry_run_commands([*OLD, *zoo_paths(tmp_path), '--archs', 'resnet18'], capsys)
     listed = [(c[2], c[c.index('--experiment') + 1] if '--experiment' in c else c[c.index('--label') + 1])
-              for c in commands]
-    assert listed == [('sct_timm.train', 'resnet18_sct'), (BENCH, 'resnet18_sct'),
-                      (BENCH, 'resnet18_plain_r64'),
-                      ('sct_timm.train', 'resnet18_plain_r32'), (BENCH, 'resnet18_plain_r32')]
-    assert commands[0][-2:] == ['--resume', str(partial / 'last.pth.tar')]
+              for c in commands[:5]]
+    assert listed == [(BENCH, 'resnet18_plain_r64'),
+                      ('sct_timm.train', 'resnet18_plain_r32'), (BENCH, 'resnet18_plain_r32'),
+                      ('sct_timm.train', 'resnet18_sct'), (BENCH, 'resnet18_sct')]
+    assert [c[2] for c in commands[5:]] == [HUB, BENCH, HUB]  # then staged
+    assert commands[3][-2:] == ['--resume', str(partial / 'last.pth.tar')]
     # a run started under another budget is never resumed with this one
-    with pytest.raises(SystemExit, match='resnet18_sct was trained with .* not 64 x'):
+    with pytest.raises(SystemExit, match=r'resnet18_plain_r64 was trained with .* not 64 x'):
         zoo_main(['--dry-run', *OLD, *zoo_paths(tmp_path), '--archs', 'resnet18', '--train-samples', '64'])
 
 

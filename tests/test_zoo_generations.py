@@ -1,11 +1,13 @@
 """The zoo's second generation, ``sct5j_fmnist``: its plan (held-out validation, five scales, calibration), the
 staged cascade, and a report judged by its own targets. No training runs."""
+import argparse
 import json
 import os
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from sct_timm.cli import bench as bench_cli
 from sct_timm.cli import hub as hub_cli
@@ -20,7 +22,8 @@ def test_dry_run_of_the_five_scale_zoo(tmp_path, capsys):
     commands, out = dry_run_commands(zoo_paths(tmp_path), capsys)  # the newest generation is the default
     trains = [module_argv(c, 'sct_timm.train') for c in commands if c[2] == 'sct_timm.train']
     benches = [module_argv(c, BENCH) for c in commands if c[2] == BENCH]
-    sweeps = [argv for argv in benches if '--split' not in argv]
+    sweeps = [argv for argv in benches if '--split' not in argv and not argv[1].startswith('local-dir:')]
+    assert sum(c[2] == HUB for c in commands) == 3 * 2  # and each SCT model staged after its row's sweeps
     holdout = [bench_cli.parse_args(argv)[1] for argv in benches if '--split' in argv]
     calibrations = [module_argv(c, 'sct_timm.cli.calibrate') for c in commands if c[2] == 'sct_timm.cli.calibrate']
     assert len(trains) == len(sweeps) == 3 * 6
@@ -109,3 +112,49 @@ def test_report_judges_the_five_scale_zoo_by_its_own_targets_and_shows_calibrati
     assert 'between = worst (SCT - best dedicated) at 20/28/40/56 + 1' in table and 'neighbours' not in table
     assert 'accuracy = the dedicated model at 64 px - its least top-1 (resnet18 93, mobilenetv2 92.5' in table
     assert '(mean difference +0.75;' in table and '| calibrated - trained | +1.00 | +0.50 |' in table
+
+
+def test_a_fresh_clone_keeps_committed_rows_and_trains_only_an_unstaged_sct_row(tmp_path, capsys):
+    """The run folders (``output/``) stay on the machine that trained: a clone has the committed sweeps and training
+    records only. Its report keeps every row and wall time; an SCT row neither staged nor here trains again and is
+    then staged beside the dedicated rows' committed results, which are not trained again."""
+    gen = GENERATIONS[DEFAULT_TAG]
+    spec = gen.archs['resnet18']
+    names = ['resnet18_sct', *(f'resnet18_plain_r{s}' for s in gen.scales)]
+    for i, name in enumerate(names):
+        fake_sweep(tmp_path, name, {16: 80.0 + i, 64: 85.0 + i})
+        record = {'train_samples': spec.train_samples, 'epochs': spec.epochs, 'train_wall_seconds': 100.0 + i}
+        (tmp_path / 'res' / 'sweeps' / name / 'training.json').write_text(json.dumps(record))
+    for which in ('trained', 'calibrated'):
+        fake_sweep(tmp_path, f'resnet18_sct_{which}_holdout', {16: 80.0})
+    argv = [*zoo_paths(tmp_path), '--archs', 'resnet18']
+    assert zoo_main(['--report-only', *argv]) == 0
+    rows = json.loads((tmp_path / 'res' / 'zoo.json').read_text())['archs']['resnet18']['rows']
+    assert {kind: row['train_wall_seconds'] for kind, row in rows.items()} == \
+        {name.partition('_')[2]: 100.0 + i for i, name in enumerate(names)}
+    commands, _ = dry_run_commands(argv, capsys)
+    assert [c[2] for c in commands] == ['sct_timm.train', 'sct_timm.cli.calibrate', BENCH, BENCH, BENCH,
+                                        HUB, BENCH, HUB]
+    assert commands[0][commands[0].index('--experiment') + 1] == 'resnet18_sct'
+    # trained here since: staged with the dedicated rows' committed records (stage_row's comparison reads them)
+    run = fake_run(tmp_path, 'resnet18_sct', spec.train_samples, spec.epochs, done=spec.epochs)
+    (run / 'calibrated.pth.tar').write_bytes(b'')
+    for name in ('resnet18_sct', 'resnet18_sct_trained_holdout', 'resnet18_sct_calibrated_holdout'):
+        (tmp_path / 'res' / 'sweeps' / name / 'results.json').touch()
+    assert [c[2] for c in dry_run_commands(argv, capsys)[0]] == [HUB, BENCH, HUB]
+    from sct_timm.experiments.zoo.plan import Row
+    from sct_timm.experiments.zoo.records import record_training, train_wall_seconds, trained_budget
+    args = argparse.Namespace(output=tmp_path / 'runs', results=tmp_path / 'res', train_samples=None, epochs=None)
+    dedicated = Row(gen, 'resnet18', 'plain_r16')
+    assert train_wall_seconds(dedicated, args) == 105.0
+    assert trained_budget(dedicated, args) == (spec.train_samples, spec.epochs)
+    # the SCT row's record comes from its run folder now, and is rewritten only when it changed
+    row = Row(gen, 'resnet18', 'sct')
+    (run / 'wall_time.json').write_text(json.dumps({'seconds': 7.0, 'invocations': 1}))
+    record = tmp_path / 'res' / 'sweeps' / 'resnet18_sct' / 'training.json'
+    record_training(row, args)
+    assert json.loads(record.read_text())['train_wall_seconds'] == 7.0
+    assert json.loads(record.read_text())['cpu_capability'] == torch.backends.cpu.get_cpu_capability()
+    before = record.stat().st_mtime_ns
+    record_training(row, args)
+    assert record.stat().st_mtime_ns == before

@@ -13,17 +13,20 @@ the generation's committed configs, one row per kind:
 then sweeps each row's final ``last.pth.tar`` with ``sct-bench`` at the generation's test sizes on the test images, and
 writes ``benchmarks/results/<generation's folder>/`` (``zoo_sct5j_fmnist_<device>``, ``zoo_fmnist_<device>``):
 ``sweeps/<arch>_<row>/``, ``zoo.json`` / ``zoo.md`` (SCT against the best dedicated model at every size, and the
-targets as margins) and ``accuracy_vs_resolution_<arch>.png``. ``--stage`` then writes each SCT model's Hub folder
-with ``sct-hub stage`` (float16) as ``hub/<sct arch>.<tag>/``: the weights are staged bare in the run folder and swept
+targets as margins) and ``accuracy_vs_resolution_<arch>.png``. Once an architecture's rows are swept (its SCT row
+runs last) the driver stages the SCT model (alone: ``--stage``) with ``sct-hub stage`` (float16) as
+``hub/<sct arch>.<tag>/``: the weights are staged bare in the run folder and swept
 there as a user loads them (``local-dir:``, with batch-1 latency and, for ``sct5j_fmnist``, the resolution cascade
 fitted on ``train_holdout``: ``sweeps/<arch>_sct_stored/``), and that sweep, the comparison with the dedicated models
 (``comparison.json``), the cascade and a plot make the card. ``--check`` (the README's main command) sweeps each
 architecture's newest staged and registered tag through ``pretrained=True`` and sets it beside its card and dedicated
 models.
 
-Runs resume (`run`), so the whole zoo is ``python benchmarks/zoo.py && python benchmarks/zoo.py --stage``, however
-often it is interrupted. The modules: `plan` (rows, budgets, measured costs, projected minutes), `commands` (the
-subprocesses), `run` (train, sweep, stage, dry run), `report` (zoo.json / zoo.md, plots), `check` (the main job).
+Runs resume (`run`), also in a clone without the run folders (committed sweeps and `records` stand for them), so
+the whole zoo is ``python benchmarks/zoo.py``, however often it is interrupted. The modules: `plan` (rows, budgets,
+measured costs, projected minutes), `records` (a row's training budget and wall time, committed beside its sweep),
+`commands` (the subprocesses), `run` (train, sweep, stage, dry run), `report` (zoo.json / zoo.md, plots), `check`
+(the main job).
 
 Usage: python benchmarks/zoo.py [--archs ARCH ...] [--rows ROW ...] [--train-only | --report-only | --stage | --check]
                                 [--dry-run] [--device cpu] [--train-samples N] [--epochs N]

@@ -63,10 +63,10 @@ from ..runs import checkpoint, finished_sweep, sweep_file, trained as run_traine
 
 __all__ = [
     'CONFIGS', 'TEST_IMAGES', 'SEED', 'START_S', 'Arch', 'Generation', 'GENERATIONS', 'DEFAULT_TAG', 'generation',
-    'Row', 'select_rows', 'budget', 'check_budget', 'trained', 'trained_budget', 'test_samples', 'run_dir',
+    'Row', 'select_rows', 'budget', 'check_budget', 'trained', 'test_samples', 'run_dir',
     'trained_checkpoint', 'row_checkpoint', 'calibrated', 'CALIBRATED', 'CALIBRATE_BATCH', 'HOLDOUT',
-    'HOLDOUT_WEIGHTS', 'sweep_path', 'swept', 'holdout_weights', 'holdout_sweep_path', 'holdout_swept', 'stored_sweep_path', 'stored_swept', 'staged_dir', 'projected_seconds',
-    'print_budget',
+    'HOLDOUT_WEIGHTS', 'sweep_path', 'swept', 'holdout_weights', 'holdout_sweep_path', 'holdout_swept',
+    'stored_sweep_path', 'stored_swept', 'staged_dir', 'projected_seconds', 'print_budget',
 ]
 
 CONFIGS = 'sct_timm/configs'
@@ -208,8 +208,10 @@ class Row:
 
 
 def select_rows(args: argparse.Namespace) -> List[Row]:
-    """The rows of ``--archs`` x ``--rows``, in plan order."""
-    return [Row(args.gen, a, k) for a in args.archs for k in args.gen.kinds if k in args.rows]
+    """The rows of ``--archs`` x ``--rows``, in plan order but each architecture's SCT row last: it is staged as
+    soon as it is swept (its siblings' sweeps are its card's comparison), so its weights never wait in ``output/``."""
+    kinds = sorted((k for k in args.gen.kinds if k in args.rows), key=lambda k: k == 'sct')
+    return [Row(args.gen, a, k) for a in args.archs for k in kinds]
 
 
 # --- budgets --------------------------------------------------------------------------------------------------------
@@ -233,15 +235,6 @@ def check_budget(row: Row, args: argparse.Namespace) -> None:
     if (run.get('train_num_samples'), run.get('epochs')) != (samples, epochs):
         raise SystemExit(f"zoo: {saved.parent} was trained with {run.get('train_num_samples')} images x "
                          f"{run.get('epochs')} epochs, not {samples} x {epochs}; remove it or pick another --output")
-
-
-def trained_budget(row: Row, args: argparse.Namespace) -> Tuple[int, int]:
-    """(images, epochs) the run was trained with, from its ``args.yaml``; the plan where the run is not here."""
-    saved = run_dir(row, args) / 'args.yaml'
-    if saved.is_file():
-        run = yaml.safe_load(saved.read_text()) or {}
-        return run['train_num_samples'], run['epochs']
-    return budget(row, args)
 
 
 # --- where a row's files lie, and how far it got --------------------------------------------------------------------
@@ -276,9 +269,15 @@ def sweep_path(row: Row, args: argparse.Namespace) -> Path:
     return sweep_file(args.results, row.name)
 
 
+def _calibration_pending(row: Row, args: argparse.Namespace) -> bool:
+    """Whether a calibrated row's trained weights are here but not yet calibrated (without its run folder, its
+    committed sweeps stand, as `finished_sweep` lets them)."""
+    return row.calibrated and trained_checkpoint(row, args).is_file() and not calibrated(row, args)
+
+
 def swept(row: Row, args: argparse.Namespace) -> Optional[List[dict]]:
     """The rows of a row's finished sweep of its checkpoint (`row_checkpoint`), or None (`finished_sweep`)."""
-    if row.calibrated and not calibrated(row, args):
+    if _calibration_pending(row, args):
         return None
     return finished_sweep(sweep_path(row, args), row_checkpoint(row, args))
 
@@ -295,7 +294,7 @@ def holdout_sweep_path(row: Row, args: argparse.Namespace, which: str) -> Path:
 
 
 def holdout_swept(row: Row, args: argparse.Namespace, which: str) -> Optional[List[dict]]:
-    if which == 'calibrated' and not calibrated(row, args):
+    if which == 'calibrated' and _calibration_pending(row, args):
         return None
     return finished_sweep(holdout_sweep_path(row, args, which), holdout_weights(row, args, which))
 

@@ -8,11 +8,10 @@ from typing import Dict
 
 from ...results.markdown import table as markdown_table
 from ...results.targets import margins_text, per_size, target_margins
-from ..runs import wall_seconds
 from .plan import (
-    CALIBRATE_BATCH, HOLDOUT, HOLDOUT_WEIGHTS, SEED, TEST_IMAGES, Generation, Row, holdout_swept, run_dir, swept,
-    trained_budget,
+    CALIBRATE_BATCH, HOLDOUT, HOLDOUT_WEIGHTS, SEED, TEST_IMAGES, Generation, Row, holdout_swept, swept,
 )
+from .records import train_wall_seconds, training_record, trained_budget
 
 __all__ = ['collect', 'compare', 'targets', 'calibration_evidence', 'report', 'plot']
 
@@ -108,7 +107,8 @@ def report(args: argparse.Namespace) -> None:
                 'train_samples': row_samples, 'epochs': row_epochs,
                 'top1': {str(r): v['top1'] for r, v in res.items()},
                 'top5': {str(r): v['top5'] for r, v in res.items()},
-                'train_wall_seconds': wall_seconds(run_dir(row, args))}
+                'train_wall_seconds': train_wall_seconds(row, args),
+                'train_cpu_capability': (training_record(row, args) or {}).get('cpu_capability')}
         doc['archs'][arch] = entry
         body = [[f'{Row(gen, arch, kind).model} ({kind})',
                  *(f"{res[r]['top1']:.2f} / {res[r]['top5']:.2f}" if r in res else '' for r in sizes)]

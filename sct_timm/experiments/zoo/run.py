@@ -1,9 +1,12 @@
 """Running the zoo's rows: train, (SCT rows of a generation that calibrates) calibrate, sweep and stage each, skipping
 what is done, or (``--dry-run``) print what would run.
 
-Runs resume: a row whose sweep finished is done; a row whose ``last.pth.tar`` reached the final epoch is only
-calibrated and swept; a partial one continues with ``--resume`` from its per-epoch checkpoint; a staged folder is not
-staged again. A calibration or sweep older than the checkpoint it was made from is redone.
+Runs resume: a row whose sweep finished is done (its sweep and training record are committed; a fresh clone without
+the run folders in ``output/`` keeps them), but for an SCT row neither staged nor here to stage, which trains again; a
+row whose ``last.pth.tar`` reached the final epoch is only calibrated and swept; a partial one continues with
+``--resume`` from its per-epoch checkpoint; a staged folder is not staged again. A calibration or sweep older than the
+checkpoint it was made from is redone. Each architecture's SCT row runs after its dedicated rows and is staged as
+soon as it and they are swept, so its weights are committed with its results.
 """
 import argparse
 import json
@@ -12,14 +15,15 @@ import shlex
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
-from ..runs import run_logged, train_logged, wall_seconds
+from ..runs import run_logged, train_logged
 from .commands import (
     calibrate_command, holdout_sweep_command, stage_command, stored_sweep_command, sweep_command, train_command,
 )
 from .plan import (
     HOLDOUT_WEIGHTS, Row, calibrated, holdout_sweep_path, holdout_swept, print_budget, run_dir, staged_dir,
-    stored_sweep_path, stored_swept, sweep_path, swept, trained, trained_budget,
+    stored_sweep_path, stored_swept, sweep_path, swept, trained,
 )
+from .records import record_training, train_wall_seconds, trained_budget
 from .report import collect, plot
 
 __all__ = ['train_row', 'calibrate_row', 'sweep_row', 'comparison_doc', 'stage_row', 'run_rows', 'dry_run']
@@ -35,12 +39,13 @@ def train_row(row: Row, args: argparse.Namespace) -> None:
 def _calibration_steps(row: Row, args: argparse.Namespace) -> List[Tuple[List[str], Path]]:
     """(command, log) of what a calibrated row still needs: its calibration (unless done since its training), then
     the train_holdout sweeps of its trained and calibrated weights not yet made of them (a pending calibration makes
-    the calibrated weights' sweep pending: `holdout_swept`)."""
+    the calibrated weights' sweep pending: `holdout_swept`; a training still to run, both)."""
     if not row.calibrated:
         return []
     steps = [] if calibrated(row, args) else [(calibrate_command(row, args), run_dir(row, args) / 'calibrate.log')]
+    redo = not trained(row, args)
     return steps + [(holdout_sweep_command(row, args, which), holdout_sweep_path(row, args, which).parent / 'sweep.log')
-                    for which in HOLDOUT_WEIGHTS if holdout_swept(row, args, which) is None]
+                    for which in HOLDOUT_WEIGHTS if redo or holdout_swept(row, args, which) is None]
 
 
 def calibrate_row(row: Row, args: argparse.Namespace) -> None:
@@ -61,7 +66,7 @@ def comparison_doc(row: Row, args: argparse.Namespace) -> dict:
         other = row.sibling(kind)
         samples, epochs = trained_budget(other, args)
         return {'label': other.name, 'train_samples': samples, 'epochs': epochs,
-                'train_wall_seconds': wall_seconds(run_dir(other, args))}
+                'train_wall_seconds': train_wall_seconds(other, args)}
 
     env = json.loads(stored_sweep_path(row, args).read_text())['environment']
     hardware = (f"{env['cpu']} ({os.cpu_count()} cores; {env['device']}, {env['threads']} threads), torch "
@@ -73,16 +78,34 @@ def comparison_doc(row: Row, args: argparse.Namespace) -> dict:
             'targets': row.gen.target_spec(row.arch).to_dict()}
 
 
+def _staged(row: Row, args: argparse.Namespace) -> bool:
+    return (staged_dir(row, args) / 'config.json').is_file()
+
+
+def _unstageable(row: Row, args: argparse.Namespace) -> List[str]:
+    """What an SCT row's staging still waits for: its own trained weights, and its and its siblings' sweeps."""
+    return [other.name for other in (row.sibling(kind) for kind in row.gen.kinds)
+            if swept(other, args) is None or (other == row and not trained(row, args))]
+
+
+def _stage_steps(row: Row, args: argparse.Namespace) -> List[List[str]]:
+    """The commands staging an unstaged SCT row runs: a bare stage and its sweep (unless swept), the final stage."""
+    if _staged(row, args):
+        return []
+    probe = [] if stored_swept(row, args) else [stage_command(row, args, probe=True), stored_sweep_command(row, args)]
+    return probe + [stage_command(row, args)]
+
+
 def stage_row(row: Row, args: argparse.Namespace) -> None:
     """Stage one SCT model with its card's files: the float16 weights' own sweep, the comparison and the plot.
 
     The weights are first staged bare in the run folder and swept there as a user loads them (``local-dir:``), then
     staged into ``--hub-dir`` with that sweep; both stages write the same float16 tensors from the same checkpoint.
+    The dedicated rows need only their committed sweeps and training records, not their run folders.
     """
-    if (staged_dir(row, args) / 'config.json').is_file():
+    if _staged(row, args):
         return
-    rows = [row.sibling(kind) for kind in row.gen.kinds]
-    missing = [other.name for other in rows if not trained(other, args) or swept(other, args) is None]
+    missing = _unstageable(row, args)
     if missing:
         raise SystemExit(f"zoo: cannot stage {row.name}: {', '.join(missing)} not trained and swept yet "
                          f"(run the zoo first)")
@@ -106,33 +129,51 @@ def _check_same_weights(probe: Path, staged: Path) -> None:
         raise SystemExit(f'zoo: {staged} holds other weights than the swept {probe}')
 
 
+def _pending(row: Row, args: argparse.Namespace) -> bool:
+    """Whether a row still trains or sweeps: no finished sweep of its weights, or an SCT row whose weights are
+    neither staged nor here to stage (a clone without its run folder trains it again)."""
+    if swept(row, args) is None:
+        return True
+    return row.kind == 'sct' and not _staged(row, args) and not trained(row, args)
+
+
 def run_rows(rows: Sequence[Row], args: argparse.Namespace) -> None:
-    """Train and (unless ``--train-only``) sweep every row whose sweep is not finished."""
+    """Train and (unless ``--train-only``) sweep every pending row, record its training beside its sweep, and stage
+    each SCT row once it and its dedicated rows are swept."""
     for row in rows:
-        if swept(row, args) is not None:
-            continue  # measured: the sweep stands for the run
-        train_row(row, args)
-        if not args.train_only:
+        if _pending(row, args):
+            train_row(row, args)
+            if args.train_only:
+                continue
             calibrate_row(row, args)
             sweep_row(row, args)
+        record_training(row, args)
+        if row.kind == 'sct' and not args.train_only and not _staged(row, args):
+            missing = _unstageable(row, args)
+            if missing:
+                print(f"zoo: {row.name} is staged once {', '.join(missing)} are swept")
+            else:
+                stage_row(row, args)
 
 
 def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
     """Print what this invocation would run, then the projected budget of every selected row (done or not)."""
+    listed = set()  # names of the rows this invocation sweeps: an SCT row after them is staged too
     for row in rows:
         if args.stage:
-            if row.kind == 'sct' and not (staged_dir(row, args) / 'config.json').is_file():
-                commands = [] if stored_swept(row, args) else [stage_command(row, args, probe=True),
-                                                               stored_sweep_command(row, args)]
-                for cmd in commands + [stage_command(row, args)]:
+            if row.kind == 'sct' and not _staged(row, args):
+                for cmd in _stage_steps(row, args):
                     print('$', shlex.join(cmd))
             continue
-        if args.report_only or swept(row, args) is not None:
-            continue
-        if not trained(row, args):
-            print('$', shlex.join(train_command(row, args)))
-        if not args.train_only:
-            for cmd, _ in _calibration_steps(row, args):
-                print('$', shlex.join(cmd))
-            print('$', shlex.join(sweep_command(row, args)))
+        if args.report_only or not _pending(row, args):
+            commands = []
+        else:
+            commands = [] if trained(row, args) else [train_command(row, args)]
+            if not args.train_only:
+                commands += [cmd for cmd, _ in _calibration_steps(row, args)] + [sweep_command(row, args)]
+                listed.add(row.name)
+        if row.kind == 'sct' and not (args.train_only or args.report_only) and set(_unstageable(row, args)) <= listed:
+            commands += _stage_steps(row, args)
+        for cmd in commands:
+            print('$', shlex.join(cmd))
     print_budget(rows, args)

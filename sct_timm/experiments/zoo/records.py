@@ -1,0 +1,61 @@
+"""What a clone without the zoo's run folders still knows of a row's training.
+
+The run folders (``output/``) stay on the machine that trained; a row's sweep is committed, and beside it
+``training.json``: the images and epochs it trained on, its training wall time, and the CPU instruction set that wall
+time was measured on (machines of one kind differ: a wall time from an AVX2 machine is not comparable with one from an
+AVX-512 machine, so the record says which).
+"""
+import argparse
+import json
+from pathlib import Path
+from typing import Optional, Tuple
+
+import yaml
+
+from ..runs import wall_seconds
+from .plan import Row, budget, run_dir, sweep_path
+
+__all__ = ['TRAINING_RECORD', 'training_record_path', 'training_record', 'record_training', 'trained_budget',
+           'train_wall_seconds']
+
+TRAINING_RECORD = 'training.json'
+
+
+def training_record_path(row: Row, args: argparse.Namespace) -> Path:
+    return sweep_path(row, args).parent / TRAINING_RECORD
+
+
+def training_record(row: Row, args: argparse.Namespace) -> Optional[dict]:
+    path = training_record_path(row, args)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def trained_budget(row: Row, args: argparse.Namespace) -> Tuple[int, int]:
+    """(images, epochs) the run was trained with: from its ``args.yaml``, else from its committed record, else the
+    plan."""
+    saved = run_dir(row, args) / 'args.yaml'
+    if saved.is_file():
+        run = yaml.safe_load(saved.read_text()) or {}
+        return run['train_num_samples'], run['epochs']
+    record = training_record(row, args)
+    return (record['train_samples'], record['epochs']) if record else budget(row, args)
+
+
+def record_training(row: Row, args: argparse.Namespace) -> None:
+    """Write a swept row's record from its run folder, where that folder is here (rewritten only when it changed: an
+    unchanged row leaves its result files as they are)."""
+    if not (run_dir(row, args) / 'args.yaml').is_file() or not sweep_path(row, args).is_file():
+        return
+    import torch
+    samples, epochs = trained_budget(row, args)
+    record = {'train_samples': samples, 'epochs': epochs, 'train_wall_seconds': wall_seconds(run_dir(row, args)),
+              'cpu_capability': torch.backends.cpu.get_cpu_capability()}
+    if training_record(row, args) != record:
+        training_record_path(row, args).write_text(json.dumps(record, indent=2) + '\n')
+
+
+def train_wall_seconds(row: Row, args: argparse.Namespace) -> Optional[float]:
+    """The row's training wall time: its run folder's, else its committed record's, else None (not recorded)."""
+    seconds = wall_seconds(run_dir(row, args))
+    record = training_record(row, args)
+    return record['train_wall_seconds'] if seconds is None and record else seconds
