@@ -4,6 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from sct_timm import hub
@@ -145,3 +146,14 @@ def test_stage_refuses_bad_comparison_or_plot(trained, tmp_path):
         f"sct-hub: error: {typo}: \"targets\": unknown target 'betwen' (known: above, accuracy, between, " \
         "neighbours, stored, tradeoff)"
     assert not out.exists()
+
+
+@pytest.mark.parametrize('name,expected', [
+    ('sct_resnet18.sct5j_fmnist', 'default'), ('sct_resnet18.sct3j_fmnist', 'older tag'),
+    ('sct_resnet18.not_a_tag', 'not registered'), ('not_a_model.sct5j_fmnist', 'not registered'),
+])
+def test_the_index_says_which_tag_create_model_loads(name, expected):
+    assert hub.cards.registration(name) == expected
+    index = (ROOT / 'MODEL_CARDS.md').read_text()
+    if expected != 'not registered':
+        assert f'| `{name}` | [sct-timm/{name}](https://huggingface.co/sct-timm/{name}) | {expected} |' in index

@@ -158,3 +158,11 @@ def test_a_fresh_clone_keeps_committed_rows_and_trains_only_an_unstaged_sct_row(
     before = record.stat().st_mtime_ns
     record_training(row, args)
     assert record.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize('capability,warned', [('AVX512', False), ('AVX2', True)])
+def test_dry_run_says_when_this_cpu_is_not_the_one_the_costs_were_measured_on(tmp_path, capsys, monkeypatch,
+                                                                               capability, warned):
+    monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability', lambda: capability)
+    _, out = dry_run_commands([*zoo_paths(tmp_path), '--archs', 'resnet18'], capsys)
+    assert ('costs measured on AVX512 CPUs; this one runs AVX2' in out) == warned

@@ -4,12 +4,14 @@ Everything here renders text from a *staged info* dict (`sct_timm.hub.staged_inf
 folder's files: ``config.json`` (architecture, scales, data config), ``results.json`` (rows measured by ``sct-bench``)
 and ``args.yaml`` (the training recipe). Accuracy is therefore never typed by hand: a number in a card is a number in
 a results file, and regenerating a card from the same folder gives the same bytes (no dates, no machine names beyond
-what the results file records).
+what the results file records). The one thing MODEL_CARDS.md takes from elsewhere is timm's registry: which tag
+``timm.create_model('<arch>', pretrained=True)`` loads (`registration`).
 """
 import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+import timm
 import yaml
 from tqdm.auto import tqdm
 
@@ -22,7 +24,7 @@ from .files import find_staged, staged_info
 
 __all__ = [
     'PAPER_ID', 'PAPER_TITLE', 'PAPER_URL', 'CITATION', 'dataset_display_name', 'hub_dataset_id', 'accuracy_table',
-    'recipe_table', 'render_model_card', 'render_model_cards_index', 'render_cards',
+    'recipe_table', 'registration', 'render_model_card', 'render_model_cards_index', 'render_cards',
     'write_model_cards',
 ]
 
@@ -267,6 +269,15 @@ def _top1_at_scales(info: Dict[str, Any]) -> str:
     return ', '.join(parts) if parts else '-'
 
 
+def registration(name: str) -> str:
+    """How timm's registry knows a staged ``<arch>.<tag>``: ``default`` (what ``create_model('<arch>',
+    pretrained=True)`` loads), ``older tag`` (loaded by its full name) or ``not registered`` (staged only)."""
+    arch, _, tag = name.partition('.')
+    if name not in timm.list_pretrained(name):
+        return 'not registered'
+    return 'default' if timm.models.get_pretrained_cfg(arch).tag == tag else 'older tag'
+
+
 def render_model_cards_index(infos: Sequence[Dict[str, Any]], command: str, hub_label: str) -> str:
     """MODEL_CARDS.md: every staged tag with data set, scales, recipe and measured per-resolution accuracy.
 
@@ -284,7 +295,8 @@ def render_model_cards_index(infos: Sequence[Dict[str, Any]], command: str, hub_
         f'generated from the staged folders in `{hub_label}/`: their `config.json`, the `results.json` measured by '
         '`sct-bench` and the training run\'s `args.yaml`. Load one with `import sct_timm` first, then '
         '`timm.create_model(\'<arch>.<tag>\', pretrained=True)` or `timm.create_model(\'hf-hub:<repo>\', '
-        'pretrained=True)`.',
+        'pretrained=True)`. *In timm*: `default` is the tag `timm.create_model(\'<arch>\', pretrained=True)` loads; '
+        'an `older tag` stays loadable by its full name.',
         '',
     ]
     if not infos:
@@ -296,11 +308,11 @@ def render_model_cards_index(infos: Sequence[Dict[str, Any]], command: str, hub_
         return '\n'.join(lines) + '\n'
     summary = [
         (f"`{i['name']}`", f"[{i['hf_hub_id']}](https://huggingface.co/{i['hf_hub_id']})",
-         dataset_display_name(i['dataset']), format_value(i['scales']), _top1_at_scales(i))
+         registration(i['name']), dataset_display_name(i['dataset']), format_value(i['scales']), _top1_at_scales(i))
         for i in infos
     ]
     lines += [
-        table(['Tag', 'Hub repo', 'Dataset', 'Scales (px)', 'Top-1 (%) at each training scale'], summary),
+        table(['Tag', 'Hub repo', 'In timm', 'Dataset', 'Scales (px)', 'Top-1 (%) at each training scale'], summary),
         '',
     ]
     for info in infos:

@@ -62,7 +62,7 @@ from ...results.targets import TargetSpec
 from ..runs import checkpoint, finished_sweep, sweep_file, trained as run_trained
 
 __all__ = [
-    'CONFIGS', 'TEST_IMAGES', 'SEED', 'START_S', 'Arch', 'Generation', 'GENERATIONS', 'DEFAULT_TAG', 'generation',
+    'CONFIGS', 'TEST_IMAGES', 'SEED', 'START_S', 'COSTS_CPU', 'Arch', 'Generation', 'GENERATIONS', 'DEFAULT_TAG', 'generation',
     'Row', 'select_rows', 'budget', 'check_budget', 'trained', 'test_samples', 'run_dir',
     'trained_checkpoint', 'row_checkpoint', 'calibrated', 'CALIBRATED', 'CALIBRATE_BATCH', 'HOLDOUT',
     'HOLDOUT_WEIGHTS', 'sweep_path', 'swept', 'holdout_weights', 'holdout_sweep_path', 'holdout_swept',
@@ -77,6 +77,7 @@ CALIBRATE_BATCH = 128  # images per sct-calibrate batch
 HOLDOUT = ('train_holdout', 5000)  # the split and images of the calibration evidence
 HOLDOUT_WEIGHTS = ('trained', 'calibrated')  # the two weight sets of a calibrated row swept on it
 START_S = 8.0  # start-up of one sct-train / sct-bench process (imports, data set, model), measured
+COSTS_CPU = 'AVX512'  # torch's CPU capability on the machines the costs were measured on (native bf16)
 
 
 @dataclass(frozen=True)
@@ -338,7 +339,11 @@ def projected_seconds(row: Row, args: argparse.Namespace) -> Dict[str, float]:
 
 def print_budget(rows: Sequence[Row], args: argparse.Namespace) -> None:
     """The projected budget of every selected row (done or not), and the total."""
+    import torch
     print(f'\nprojected budget (uncontended, 2 CPU cores, measured costs; {len(rows)} rows):')
+    here = torch.backends.cpu.get_cpu_capability()
+    if here != COSTS_CPU:
+        print(f'(costs measured on {COSTS_CPU} CPUs; this one runs {here}: expect longer runs, see benchmarks/README.md)')
     print(f"{'row':<24} {'model':<16} {'images x epochs':>16} {'train min':>10} {'sweep min':>10}")
     total = {'train': 0.0, 'sweep': 0.0}
     for row in rows:
