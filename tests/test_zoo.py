@@ -17,12 +17,13 @@ from sct_timm import hub
 from sct_timm.cli import bench as bench_cli
 from sct_timm.cli import hub as hub_cli
 from sct_timm.experiments import zoo
-from sct_timm.experiments.zoo.plan import DEFAULT_TAG
+from sct_timm.experiments.zoo.plan import DEFAULT_TAG, GENERATIONS
 from sct_timm.results.targets import TargetSpec
 from sct_timm.train import args as train_args
 
 from zoo_helpers import (
-    ARCHS, BENCH, HUB, OLD, ROOT, dry_run_commands, fake_run, fake_sweep, module_argv, zoo_main, zoo_paths,
+    ARCHS, BENCH, HUB, OLD, ROOT, dry_run_commands, fake_run, fake_swept_arch, fake_sweep, module_argv, zoo_main,
+    zoo_paths,
 )
 
 CONFIGS = ROOT / 'sct_timm' / 'configs'
@@ -89,9 +90,13 @@ def test_unknown_zoo_tag_and_rows_are_errors(tmp_path, capsys):
 def test_budget_overrides_and_stagedry_run_commands(tmp_path, capsys):
     argv = [*OLD, *zoo_paths(tmp_path), '--archs', 'mobilenetv2', '--train-samples', '128', '--epochs', '3',
             '--test-sizes', '32,64', '--test-samples', '50']
-    commands, _ = dry_run_commands(argv, capsys)
+    commands, out = dry_run_commands(argv, capsys)
     assert [c[2] for c in commands[-3:]] == [HUB, BENCH, HUB]  # the SCT row staged once all four are swept
-    assert commands[-3:] == dry_run_commands([*argv, '--stage'], capsys)[0]
+    # --stage alone stages nothing of that: it waits for the four rows, and says so
+    stage, out = dry_run_commands([*argv, '--stage'], capsys)
+    assert stage == [] and 'cannot stage mobilenetv2_sct: waits for mobilenetv2_sct, mobilenetv2_plain_r64' in out
+    with pytest.raises(SystemExit, match='cannot stage mobilenetv2_sct: waits for'):
+        zoo_main([*argv, '--stage'])
     commands = commands[:-3]
     assert len(commands) == 8
     for cmd in commands:
@@ -101,9 +106,9 @@ def test_budget_overrides_and_stagedry_run_commands(tmp_path, capsys):
         else:
             _, args = bench_cli.parse_args(module_argv(cmd, BENCH))
             assert args.resolutions == [32, 64] and args.num_samples == 50
+    run_dir = fake_swept_arch(tmp_path, GENERATIONS['sct3j_fmnist'], 'mobilenetv2', 128, 3)
     stage, _ = dry_run_commands([*argv, '--stage'], capsys)
-    assert [c[2] for c in stage] == [HUB, BENCH, HUB]
-    run_dir = tmp_path / 'runs' / 'mobilenetv2_sct'
+    assert [c[2] for c in stage] == [HUB, BENCH, HUB] and dry_run_commands(argv, capsys)[0] == stage
     probe, final = (hub_cli.build_parser().parse_args(module_argv(c, HUB)) for c in (stage[0], stage[2]))
     for args in probe, final:
         assert args.command == 'stage' and args.dtype == 'float16' and args.tag == 'sct3j_fmnist'
@@ -138,8 +143,14 @@ def test_resume_skips_what_is_done(tmp_path, capsys):
 
 
 def test_stage_needs_a_trained_and_swept_model(tmp_path):
-    with pytest.raises(SystemExit, match='cannot stage resnet50_sct: resnet50_sct, resnet50_plain_r64, '
-                                         'resnet50_plain_r48, resnet50_plain_r32 not trained and swept'):
+    with pytest.raises(SystemExit, match='cannot stage resnet50_sct: waits for resnet50_sct, resnet50_plain_r64, '
+                                         r'resnet50_plain_r48, resnet50_plain_r32 \(run the zoo first\)'):
+        zoo_main(['--stage', *OLD, *zoo_paths(tmp_path), '--archs', 'resnet50'])
+    # the dedicated rows need only their sweeps, the SCT row its trained weights too
+    for kind in ('plain_r64', 'plain_r48', 'plain_r32'):
+        fake_sweep(tmp_path, f'resnet50_{kind}', {32: 80.0})
+    fake_sweep(tmp_path, 'resnet50_sct', {32: 80.0})
+    with pytest.raises(SystemExit, match=r'cannot stage resnet50_sct: waits for resnet50_sct \(run'):
         zoo_main(['--stage', *OLD, *zoo_paths(tmp_path), '--archs', 'resnet50'])
 
 

@@ -14,7 +14,9 @@ from sct_timm.cli import hub as hub_cli
 from sct_timm.experiments.zoo.plan import DEFAULT_TAG, GENERATIONS
 from sct_timm.train import args as train_args
 
-from zoo_helpers import BENCH, HUB, dry_run_commands, fake_run, fake_sweep, module_argv, zoo_main, zoo_paths
+from zoo_helpers import (
+    BENCH, HUB, dry_run_commands, fake_run, fake_swept_arch, fake_sweep, module_argv, zoo_main, zoo_paths,
+)
 
 
 def test_dry_run_of_the_five_scale_zoo(tmp_path, capsys):
@@ -55,6 +57,8 @@ def test_dry_run_of_the_five_scale_zoo(tmp_path, capsys):
 
 
 def test_the_five_scale_zoo_stages_a_fitted_cascade(tmp_path, capsys):
+    spec = GENERATIONS[DEFAULT_TAG].archs['resnet18']
+    fake_swept_arch(tmp_path, GENERATIONS[DEFAULT_TAG], 'resnet18', spec.train_samples, spec.epochs)
     stage, _ = dry_run_commands([*zoo_paths(tmp_path), '--archs', 'resnet18', '--stage'], capsys)
     assert [c[2] for c in stage] == [HUB, BENCH, HUB]
     _, sweep = bench_cli.parse_args(module_argv(stage[1], BENCH))
@@ -87,8 +91,15 @@ def test_five_scale_sct_rows_are_calibrated_then_swept(tmp_path, capsys):
     assert dry_run_commands(argv, capsys)[0] == []
     os.utime(run / 'last.pth.tar', (time.time() + 5, time.time() + 5))
     assert [c[2] for c in dry_run_commands(argv, capsys)[0]] == ['sct_timm.cli.calibrate', BENCH, BENCH, BENCH]
-    # staging takes the calibrated weights
+    # staging (once the dedicated rows are swept) takes the calibrated weights
+    later = (time.time() + 10, time.time() + 10)  # calibrated and swept after that training
+    os.utime(run / 'calibrated.pth.tar', later)
+    for name in ('resnet18_sct', 'resnet18_sct_trained_holdout', 'resnet18_sct_calibrated_holdout'):
+        os.utime(tmp_path / 'res' / 'sweeps' / name / 'results.json', later)
+    for size in GENERATIONS[DEFAULT_TAG].scales:
+        fake_sweep(tmp_path, f'resnet18_plain_r{size}', {32: 80.0})
     stage, _ = dry_run_commands([*argv, '--stage'], capsys)
+    assert [c[2] for c in stage] == [HUB, BENCH, HUB]
     assert all(module_argv(c, HUB)[1] == str(run / 'calibrated.pth.tar') for c in stage if c[2] == HUB)
 
 
@@ -160,9 +171,103 @@ def test_a_fresh_clone_keeps_committed_rows_and_trains_only_an_unstaged_sct_row(
     assert record.stat().st_mtime_ns == before
 
 
-@pytest.mark.parametrize('capability,warned', [('AVX512', False), ('AVX2', True)])
-def test_dry_run_says_when_this_cpu_is_not_the_one_the_costs_were_measured_on(tmp_path, capsys, monkeypatch,
-                                                                               capability, warned):
-    monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability', lambda: capability)
+@pytest.mark.parametrize('flags,warned', [('avx2 avx512f avx512_bf16', False), ('avx2 avx512f', True),
+                                         ('avx2', True)])
+def test_dry_run_says_when_this_cpu_lacks_the_native_bf16_its_costs_were_measured_with(tmp_path, capsys,
+                                                                                       monkeypatch, flags, warned):
+    from sct_timm import precision
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text(f'processor\t: 0\nflags\t\t: fpu sse4_2 {flags}\n')
+    monkeypatch.setattr('platform.machine', lambda: 'x86_64')
+    monkeypatch.setattr('sct_timm.experiments.zoo.plan.cpu_native_bf16', lambda: precision.cpu_native_bf16(cpuinfo))
     _, out = dry_run_commands([*zoo_paths(tmp_path), '--archs', 'resnet18'], capsys)
-    assert ('costs measured on AVX512 CPUs; this one runs AVX2' in out) == warned
+    assert ('costs measured on CPUs with native bf16; this one has none' in out) == warned
+
+
+def _fake_step(cmd: list, commands: list) -> None:
+    """What each subprocess of the zoo leaves behind, without running it (files only)."""
+    from safetensors.torch import save_file
+    commands.append(cmd)
+    argv, module = cmd[3:], cmd[2]
+
+    def value(flag):
+        return argv[argv.index(flag) + 1]
+    if module == 'sct_timm.train':
+        run = Path(value('--output')) / value('--experiment')
+        run.mkdir(parents=True, exist_ok=True)
+        epochs = int(value('--epochs'))
+        (run / 'args.yaml').write_text(f"train_num_samples: {value('--train-num-samples')}\nepochs: {epochs}\n")
+        (run / 'summary.csv').write_text('epoch,eval_top1\n' + ''.join(f'{e},50.0\n' for e in range(epochs)))
+        (run / 'last.pth.tar').write_bytes(b'')
+    elif module == 'sct_timm.cli.calibrate':
+        Path(value('--output')).write_bytes(b'')
+    elif module == BENCH:
+        out = Path(value('--output'))
+        out.mkdir(parents=True, exist_ok=True)
+        rows = [{'resolution': int(r), 'top1': 88.0, 'top5': 99.0} for r in argv[argv.index('--resolutions') + 1:]
+                if r.isdigit()]
+        env = {'cpu': 'test', 'device': 'cpu', 'threads': 2, 'torch': 't', 'timm': 't'}
+        (out / 'results.json').write_text(json.dumps({'config': {'status': 'complete'}, 'results': rows,
+                                                      'environment': env}))
+        if '--cascade' in argv:
+            (out / 'cascade.json').write_text('{}')
+    elif module == HUB:
+        folder = Path(value('--output')) if '--output' in argv else \
+            Path(value('--hub-dir')) / f"sct_resnet18.{value('--tag')}"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({'w': torch.ones(2)}, str(folder / 'model.safetensors'))
+        if '--output' not in argv:
+            (folder / 'config.json').write_text('{}')
+
+
+def test_the_driver_runs_what_its_dry_run_lists_and_stages_a_retrained_row_beside_committed_ones(tmp_path, capsys,
+                                                                                                  monkeypatch):
+    """A clone with every row committed but resnet18's SCT weights (swept, never staged): the driver trains that row
+    again, then stages it from the dedicated rows' committed sweeps and records, as its dry run says."""
+    gen = GENERATIONS[DEFAULT_TAG]
+    spec = gen.archs['resnet18']
+    names = ['resnet18_sct', *(f'resnet18_plain_r{s}' for s in gen.scales)]
+    for i, name in enumerate(names):
+        fake_sweep(tmp_path, name, {32: 80.0, 64: 85.0})
+        record = {'train_samples': spec.train_samples, 'epochs': spec.epochs, 'train_wall_seconds': 100.0 + i}
+        (tmp_path / 'res' / 'sweeps' / name / 'training.json').write_text(json.dumps(record))
+    argv = [*zoo_paths(tmp_path), '--archs', 'resnet18', '--test-sizes', '32,64', '--test-samples', '20']
+    listed, out = dry_run_commands(argv, capsys)
+    assert [c[2] for c in listed][:1] == ['sct_timm.train'] and [c[2] for c in listed][-3:] == [HUB, BENCH, HUB]
+    commands = []
+    from sct_timm.experiments.zoo import run as zoo_run
+    monkeypatch.setattr(zoo_run, 'run_logged', lambda cmd, log, cwd=None: _fake_step(list(cmd), commands))
+
+    def train_logged(cmd, run_dir, cwd=None):
+        _fake_step(list(cmd), commands)
+        (Path(run_dir) / 'wall_time.json').write_text(json.dumps({'seconds': 42.0, 'invocations': 1}))
+    monkeypatch.setattr(zoo_run, 'train_logged', train_logged)
+    assert zoo_main(argv) == 0
+    assert commands == listed
+    assert (tmp_path / 'hub' / f'sct_resnet18.{DEFAULT_TAG}' / 'config.json').is_file()
+    comparison = json.loads((tmp_path / 'runs' / 'resnet18_sct' / 'comparison.json').read_text())
+    assert comparison['sct']['train_wall_seconds'] == 42.0
+    assert [d['train_wall_seconds'] for d in comparison['dedicated']] == [101.0, 102.0, 103.0, 104.0, 105.0]
+    record = json.loads((tmp_path / 'res' / 'sweeps' / 'resnet18_sct' / 'training.json').read_text())
+    assert record['train_wall_seconds'] == 42.0 and 'cpu_native_bf16' in record
+    # done: a second run lists nothing
+    assert dry_run_commands(argv, capsys)[0] == []
+
+
+def test_an_sct_row_trains_again_only_where_its_staging_can_follow(tmp_path, capsys):
+    spec = GENERATIONS[DEFAULT_TAG].archs['resnet18']
+    fake_sweep(tmp_path, 'resnet18_sct', {32: 80.0})  # swept, never staged, its run folder gone
+    for which in ('trained', 'calibrated'):
+        fake_sweep(tmp_path, f'resnet18_sct_{which}_holdout', {32: 80.0})
+    commands, out = dry_run_commands([*zoo_paths(tmp_path), '--archs', 'resnet18', '--rows', 'sct'], capsys)
+    assert commands == [] and 'not staged yet, resnet18_sct: waits for resnet18_sct, resnet18_plain_r64' in out
+    # with its dedicated rows in this invocation, it trains after them
+    commands, _ = dry_run_commands([*zoo_paths(tmp_path), '--archs', 'resnet18'], capsys)
+    trains = [c[c.index('--experiment') + 1] for c in commands if c[2] == 'sct_timm.train']
+    assert len(trains) == 6 and trains[-1] == 'resnet18_sct'
+    # while it trains again, its committed sweep stays in the report
+    fake_run(tmp_path, 'resnet18_sct', spec.train_samples, spec.epochs, done=spec.epochs - 1)
+    fake_sweep(tmp_path, 'resnet18_plain_r64', {32: 70.0})
+    assert zoo_main(['--report-only', *zoo_paths(tmp_path)]) == 0
+    assert set(json.loads((tmp_path / 'res' / 'zoo.json').read_text())['archs']['resnet18']['rows']) == \
+        {'sct', 'plain_r64'}

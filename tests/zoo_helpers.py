@@ -53,3 +53,14 @@ def fake_sweep(root: Path, name: str, top1: dict, status: str = 'complete') -> N
     out.mkdir(parents=True)
     rows = [{'model': name, 'resolution': r, 'top1': v, 'top5': min(100.0, v + 10)} for r, v in top1.items()]
     (out / 'results.json').write_text(json.dumps({'config': {'status': status}, 'results': rows}))
+
+
+def fake_swept_arch(root: Path, gen, arch: str, samples: int, epochs: int, sizes=(32, 64)) -> Path:
+    """An architecture of ``gen`` with every row swept and its SCT run here, trained (and calibrated, if the
+    generation calibrates), sweeps written after the checkpoints: ready to stage. Returns the SCT run folder."""
+    run = fake_run(root, f'{arch}_sct', samples, epochs, done=epochs)
+    if gen.calibrate_batches:
+        (run / 'calibrated.pth.tar').write_bytes(b'')
+    for kind in gen.kinds:
+        fake_sweep(root, f'{arch}_{kind}', {s: 80.0 for s in sizes})
+    return run

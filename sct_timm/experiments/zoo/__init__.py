@@ -35,13 +35,12 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-import timm
-
+from ...hub.cards import registration
 from ..runs import run_in_repo
 from .check import check
-from .plan import DEFAULT_TAG, GENERATIONS, TEST_IMAGES, Row, generation, select_rows, staged_dir
+from .plan import DEFAULT_TAG, GENERATIONS, TEST_IMAGES, Row, generation, is_staged, select_rows
 from .report import report
-from .run import dry_run, run_rows, stage_row
+from .run import dry_run, run_rows, stage_rows
 
 __all__ = ['build_parser', 'main']
 
@@ -91,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _registered(name: str) -> bool:
-    return name in timm.list_pretrained(name)
+    return registration(name) != 'not registered'
 
 
 def _newest_staged(args: argparse.Namespace) -> List[Row]:
@@ -101,7 +100,7 @@ def _newest_staged(args: argparse.Namespace) -> List[Row]:
         # staged, and a tag timm knows (its model module's entry), which --pretrained loads
         staged = [row for gen in reversed(GENERATIONS.values()) if arch in gen.archs
                   for row in [Row(gen, arch, 'sct')]
-                  if (staged_dir(row, args) / 'config.json').is_file() and _registered(f'{row.model}.{gen.tag}')]
+                  if is_staged(row, args) and _registered(f'{row.model}.{gen.tag}')]
         if staged:
             rows.append(staged[0])
     if not rows:
@@ -142,9 +141,7 @@ def main(argv: Optional[List[str]] = None, root: Optional[Path] = None) -> int:
     if args.check:
         return check(rows if args.tag else _newest_staged(args), args)
     if args.stage:
-        for row in rows:
-            if row.kind == 'sct':
-                stage_row(row, args)
+        stage_rows(rows, args)
         return 0
     if not args.report_only:
         run_rows(rows, args)

@@ -58,15 +58,16 @@ import yaml
 
 from ...datasets import FMNIST_TEST_IMAGES
 from ...models import BASE_MODELS
+from ...precision import cpu_native_bf16
 from ...results.targets import TargetSpec
 from ..runs import checkpoint, finished_sweep, sweep_file, trained as run_trained
 
 __all__ = [
-    'CONFIGS', 'TEST_IMAGES', 'SEED', 'START_S', 'COSTS_CPU', 'Arch', 'Generation', 'GENERATIONS', 'DEFAULT_TAG', 'generation',
+    'CONFIGS', 'TEST_IMAGES', 'SEED', 'START_S', 'Arch', 'Generation', 'GENERATIONS', 'DEFAULT_TAG', 'generation',
     'Row', 'select_rows', 'budget', 'check_budget', 'trained', 'test_samples', 'run_dir',
     'trained_checkpoint', 'row_checkpoint', 'calibrated', 'CALIBRATED', 'CALIBRATE_BATCH', 'HOLDOUT',
     'HOLDOUT_WEIGHTS', 'sweep_path', 'swept', 'holdout_weights', 'holdout_sweep_path', 'holdout_swept',
-    'stored_sweep_path', 'stored_swept', 'staged_dir', 'projected_seconds', 'print_budget',
+    'stored_sweep_path', 'stored_swept', 'staged_dir', 'is_staged', 'projected_seconds', 'print_budget',
 ]
 
 CONFIGS = 'sct_timm/configs'
@@ -77,7 +78,6 @@ CALIBRATE_BATCH = 128  # images per sct-calibrate batch
 HOLDOUT = ('train_holdout', 5000)  # the split and images of the calibration evidence
 HOLDOUT_WEIGHTS = ('trained', 'calibrated')  # the two weight sets of a calibrated row swept on it
 START_S = 8.0  # start-up of one sct-train / sct-bench process (imports, data set, model), measured
-COSTS_CPU = 'AVX512'  # torch's CPU capability on the machines the costs were measured on (native bf16)
 
 
 @dataclass(frozen=True)
@@ -271,9 +271,9 @@ def sweep_path(row: Row, args: argparse.Namespace) -> Path:
 
 
 def _calibration_pending(row: Row, args: argparse.Namespace) -> bool:
-    """Whether a calibrated row's trained weights are here but not yet calibrated (without its run folder, its
-    committed sweeps stand, as `finished_sweep` lets them)."""
-    return row.calibrated and trained_checkpoint(row, args).is_file() and not calibrated(row, args)
+    """Whether a calibrated row's training finished here but is not calibrated yet (without its run folder, or while
+    it trains again, its committed sweeps stand, as `finished_sweep` lets them)."""
+    return row.calibrated and trained(row, args) and not calibrated(row, args)
 
 
 def swept(row: Row, args: argparse.Namespace) -> Optional[List[dict]]:
@@ -316,6 +316,10 @@ def staged_dir(row: Row, args: argparse.Namespace) -> Path:
     return Path(args.hub_dir) / f'{row.model}.{row.gen.tag}'
 
 
+def is_staged(row: Row, args: argparse.Namespace) -> bool:
+    return (staged_dir(row, args) / 'config.json').is_file()
+
+
 # --- projected cost -------------------------------------------------------------------------------------------------
 
 def _pixels(sizes: Sequence[int]) -> float:
@@ -329,7 +333,7 @@ def projected_seconds(row: Row, args: argparse.Namespace) -> Dict[str, float]:
     train = samples * epochs * spec.train_ms[row.kind] / 1000
     validate = epochs * args.val_samples * spec.eval_ms * _pixels(row.scales) / 1000
     sweep = START_S + test_samples(row, args) * spec.eval_ms * _pixels(args.test_sizes) / 1000
-    # an SCT row is swept twice: its float32 checkpoint, then its float16 weights as staged (--stage)
+    # an SCT row is swept twice: its float32 checkpoint, then its float16 weights as staged
     sweep *= 2 if row.kind == 'sct' else 1
     if row.calibrated:  # calibration (a forward per scale of every batch, in train mode) and the two holdout sweeps
         train += START_S + row.gen.calibrate_batches * CALIBRATE_BATCH * spec.eval_ms * _pixels(row.scales) / 1000
@@ -339,11 +343,10 @@ def projected_seconds(row: Row, args: argparse.Namespace) -> Dict[str, float]:
 
 def print_budget(rows: Sequence[Row], args: argparse.Namespace) -> None:
     """The projected budget of every selected row (done or not), and the total."""
-    import torch
     print(f'\nprojected budget (uncontended, 2 CPU cores, measured costs; {len(rows)} rows):')
-    here = torch.backends.cpu.get_cpu_capability()
-    if here != COSTS_CPU:
-        print(f'(costs measured on {COSTS_CPU} CPUs; this one runs {here}: expect longer runs, see benchmarks/README.md)')
+    if not cpu_native_bf16():
+        print('(costs measured on CPUs with native bf16; this one has none: expect longer runs, see the zoo in '
+              'benchmarks/README.md)')
     print(f"{'row':<24} {'model':<16} {'images x epochs':>16} {'train min':>10} {'sweep min':>10}")
     total = {'train': 0.0, 'sweep': 0.0}
     for row in rows:

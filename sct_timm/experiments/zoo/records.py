@@ -1,9 +1,10 @@
 """What a clone without the zoo's run folders still knows of a row's training.
 
 The run folders (``output/``) stay on the machine that trained; a row's sweep is committed, and beside it
-``training.json``: the images and epochs it trained on, its training wall time, and the CPU instruction set that wall
-time was measured on (machines of one kind differ: a wall time from an AVX2 machine is not comparable with one from an
-AVX-512 machine, so the record says which).
+``training.json``: the images and epochs it trained on, its training wall time, and the CPU that wall time was measured
+on (torch's capability, e.g. AVX512 or AVX2, and whether it multiplies bfloat16 natively: machines of one kind differ,
+and a wall time from one is not another's). A record is written by the machine that has the run folder, which is the
+one that trained, since run folders do not travel; records back-filled from an earlier ``zoo.json`` have no CPU fields.
 """
 import argparse
 import json
@@ -12,6 +13,7 @@ from typing import Optional, Tuple
 
 import yaml
 
+from ...precision import cpu_native_bf16
 from ..runs import wall_seconds
 from .plan import Row, budget, run_dir, sweep_path
 
@@ -43,14 +45,16 @@ def trained_budget(row: Row, args: argparse.Namespace) -> Tuple[int, int]:
 
 def record_training(row: Row, args: argparse.Namespace) -> None:
     """Write a swept row's record from its run folder, where that folder is here (rewritten only when it changed: an
-    unchanged row leaves its result files as they are)."""
+    unchanged row leaves its result files as they are; a run folder without a wall time keeps the committed one)."""
     if not (run_dir(row, args) / 'args.yaml').is_file() or not sweep_path(row, args).is_file():
         return
     import torch
     samples, epochs = trained_budget(row, args)
-    record = {'train_samples': samples, 'epochs': epochs, 'train_wall_seconds': wall_seconds(run_dir(row, args)),
-              'cpu_capability': torch.backends.cpu.get_cpu_capability()}
-    if training_record(row, args) != record:
+    before = training_record(row, args) or {}
+    record = {'train_samples': samples, 'epochs': epochs,
+              'train_wall_seconds': wall_seconds(run_dir(row, args)) or before.get('train_wall_seconds'),
+              'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'cpu_native_bf16': cpu_native_bf16()}
+    if before != record:
         training_record_path(row, args).write_text(json.dumps(record, indent=2) + '\n')
 
 

@@ -108,7 +108,8 @@ def report(args: argparse.Namespace) -> None:
                 'top1': {str(r): v['top1'] for r, v in res.items()},
                 'top5': {str(r): v['top5'] for r, v in res.items()},
                 'train_wall_seconds': train_wall_seconds(row, args),
-                'train_cpu_capability': (training_record(row, args) or {}).get('cpu_capability')}
+                'train_cpu': {k: (training_record(row, args) or {}).get(k) for k in ('cpu_capability',
+                                                                                     'cpu_native_bf16')}}
         doc['archs'][arch] = entry
         body = [[f'{Row(gen, arch, kind).model} ({kind})',
                  *(f"{res[r]['top1']:.2f} / {res[r]['top5']:.2f}" if r in res else '' for r in sizes)]

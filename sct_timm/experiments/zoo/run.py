@@ -13,20 +13,21 @@ import json
 import os
 import shlex
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Sequence, Set, Tuple
 
 from ..runs import run_logged, train_logged
 from .commands import (
     calibrate_command, holdout_sweep_command, stage_command, stored_sweep_command, sweep_command, train_command,
 )
 from .plan import (
-    HOLDOUT_WEIGHTS, Row, calibrated, holdout_sweep_path, holdout_swept, print_budget, run_dir, staged_dir,
-    stored_sweep_path, stored_swept, sweep_path, swept, trained,
+    HOLDOUT_WEIGHTS, Row, calibrated, holdout_sweep_path, holdout_swept, is_staged, print_budget, run_dir,
+    staged_dir, stored_sweep_path, stored_swept, sweep_path, swept, trained,
 )
 from .records import record_training, train_wall_seconds, trained_budget
 from .report import collect, plot
 
-__all__ = ['train_row', 'calibrate_row', 'sweep_row', 'comparison_doc', 'stage_row', 'run_rows', 'dry_run']
+__all__ = ['train_row', 'calibrate_row', 'sweep_row', 'comparison_doc', 'stage_row', 'stage_rows', 'run_rows',
+           'dry_run']
 
 
 def train_row(row: Row, args: argparse.Namespace) -> None:
@@ -78,19 +79,20 @@ def comparison_doc(row: Row, args: argparse.Namespace) -> dict:
             'targets': row.gen.target_spec(row.arch).to_dict()}
 
 
-def _staged(row: Row, args: argparse.Namespace) -> bool:
-    return (staged_dir(row, args) / 'config.json').is_file()
-
-
-def _unstageable(row: Row, args: argparse.Namespace) -> List[str]:
-    """What an SCT row's staging still waits for: its own trained weights, and its and its siblings' sweeps."""
+def _stage_waits_for(row: Row, args: argparse.Namespace) -> List[str]:
+    """The rows an SCT row's staging waits for: those of its architecture not swept, and itself where its trained
+    weights are not here (the dedicated rows need only their committed sweeps, not their run folders)."""
     return [other.name for other in (row.sibling(kind) for kind in row.gen.kinds)
-            if swept(other, args) is None or (other == row and not trained(row, args))]
+            if swept(other, args) is None or (other.kind == 'sct' and not trained(other, args))]
+
+
+def _waiting(row: Row, waits: Sequence[str]) -> str:
+    return f"{row.name}: waits for {', '.join(waits)}"
 
 
 def _stage_steps(row: Row, args: argparse.Namespace) -> List[List[str]]:
     """The commands staging an unstaged SCT row runs: a bare stage and its sweep (unless swept), the final stage."""
-    if _staged(row, args):
+    if is_staged(row, args):
         return []
     probe = [] if stored_swept(row, args) else [stage_command(row, args, probe=True), stored_sweep_command(row, args)]
     return probe + [stage_command(row, args)]
@@ -103,12 +105,11 @@ def stage_row(row: Row, args: argparse.Namespace) -> None:
     staged into ``--hub-dir`` with that sweep; both stages write the same float16 tensors from the same checkpoint.
     The dedicated rows need only their committed sweeps and training records, not their run folders.
     """
-    if _staged(row, args):
+    if is_staged(row, args):
         return
-    missing = _unstageable(row, args)
-    if missing:
-        raise SystemExit(f"zoo: cannot stage {row.name}: {', '.join(missing)} not trained and swept yet "
-                         f"(run the zoo first)")
+    waits = _stage_waits_for(row, args)
+    if waits:
+        raise SystemExit(f'zoo: cannot stage {_waiting(row, waits)} (run the zoo first)')
     folder = run_dir(row, args)
     if not stored_swept(row, args):
         run_logged(stage_command(row, args, probe=True), folder / 'stage.log', cwd=args.root)
@@ -129,51 +130,69 @@ def _check_same_weights(probe: Path, staged: Path) -> None:
         raise SystemExit(f'zoo: {staged} holds other weights than the swept {probe}')
 
 
-def _pending(row: Row, args: argparse.Namespace) -> bool:
-    """Whether a row still trains or sweeps: no finished sweep of its weights, or an SCT row whose weights are
-    neither staged nor here to stage (a clone without its run folder trains it again)."""
+def stage_rows(rows: Sequence[Row], args: argparse.Namespace) -> None:
+    """``--stage``: stage every selected SCT row that can be, then refuse naming those that could not."""
+    waiting = []
+    for row in rows:
+        if row.kind == 'sct' and not is_staged(row, args):
+            waits = _stage_waits_for(row, args)
+            if waits:
+                waiting.append(_waiting(row, waits))
+            else:
+                stage_row(row, args)
+    if waiting:
+        raise SystemExit(f"zoo: cannot stage {'; '.join(waiting)} (run the zoo first)")
+
+
+def _pending(row: Row, args: argparse.Namespace, selected: Set[str]) -> bool:
+    """Whether a row still trains or sweeps: no finished sweep of its weights, or an SCT row swept but neither staged
+    nor here to stage (a clone without its run folder). That one trains again only where its staging can follow in
+    this invocation (every other row it waits for is ``selected``): else its new weights would wait in ``output/``."""
     if swept(row, args) is None:
         return True
-    return row.kind == 'sct' and not _staged(row, args) and not trained(row, args)
+    if row.kind != 'sct' or is_staged(row, args) or trained(row, args):
+        return False
+    return set(_stage_waits_for(row, args)) - {row.name} <= selected
 
 
 def run_rows(rows: Sequence[Row], args: argparse.Namespace) -> None:
     """Train and (unless ``--train-only``) sweep every pending row, record its training beside its sweep, and stage
     each SCT row once it and its dedicated rows are swept."""
+    selected = {row.name for row in rows}
     for row in rows:
-        if _pending(row, args):
+        if _pending(row, args, selected):
             train_row(row, args)
             if args.train_only:
                 continue
             calibrate_row(row, args)
             sweep_row(row, args)
         record_training(row, args)
-        if row.kind == 'sct' and not args.train_only and not _staged(row, args):
-            missing = _unstageable(row, args)
-            if missing:
-                print(f"zoo: {row.name} is staged once {', '.join(missing)} are swept")
+        if row.kind == 'sct' and not args.train_only and not is_staged(row, args):
+            waits = _stage_waits_for(row, args)
+            if waits:
+                print(f'zoo: not staged yet, {_waiting(row, waits)}')
             else:
                 stage_row(row, args)
 
 
 def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
-    """Print what this invocation would run, then the projected budget of every selected row (done or not)."""
+    """Print what this invocation would run (and which SCT rows it could not stage), then the projected budget of
+    every selected row (done or not)."""
+    selected = {row.name for row in rows}
     listed = set()  # names of the rows this invocation sweeps: an SCT row after them is staged too
     for row in rows:
-        if args.stage:
-            if row.kind == 'sct' and not _staged(row, args):
-                for cmd in _stage_steps(row, args):
-                    print('$', shlex.join(cmd))
-            continue
-        if args.report_only or not _pending(row, args):
-            commands = []
-        else:
+        commands = []
+        if not (args.stage or args.report_only) and _pending(row, args, selected):
             commands = [] if trained(row, args) else [train_command(row, args)]
             if not args.train_only:
                 commands += [cmd for cmd, _ in _calibration_steps(row, args)] + [sweep_command(row, args)]
                 listed.add(row.name)
-        if row.kind == 'sct' and not (args.train_only or args.report_only) and set(_unstageable(row, args)) <= listed:
-            commands += _stage_steps(row, args)
+        if row.kind == 'sct' and not (args.train_only or args.report_only or is_staged(row, args)):
+            waits = [name for name in _stage_waits_for(row, args) if name not in listed]
+            if waits:
+                print(f"zoo: {'cannot stage' if args.stage else 'not staged yet,'} {_waiting(row, waits)}")
+            else:
+                commands += _stage_steps(row, args)
         for cmd in commands:
             print('$', shlex.join(cmd))
     print_budget(rows, args)
