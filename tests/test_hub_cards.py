@@ -94,10 +94,29 @@ def test_card_shows_weights_beside_dedicated_models(trained, tmp_path):
     assert 'at each training scale, at or above the model trained there: -0.77 (64 px), **missed by 0.77**' in card
     assert 'within 0.1 points of the float32 checkpoint at every size: +0.05 (48 px), met' in card
     assert '| `sct_resnet18` (SCT) | 64, 32 | 1,000 x 4 | 4.0 |' in card
-    assert '| `resnet18` | 32 | 1,000 x 4 | - |' in card
+    assert '| `resnet18` | 32 | 1,000 x 4 | - |' in card and 'Training CPU' not in card  # no run names its CPU
     assert 'Hardware: test CPU (2 cores).' in card and '](accuracy_vs_resolution.png)' in card
     index = hub.render_cards(folder.parent, 'MODEL_CARDS.md')
     assert '### Beside dedicated models' in index and f'{folder.parent}/{NAME}/accuracy_vs_resolution.png' in index
+
+
+def test_card_names_the_cpu_of_each_wall_time_where_the_comparison_does(trained, tmp_path):
+    path = _comparison(trained, tmp_path / 'comparison.json')
+    doc = json.loads(path.read_text())
+    doc['sct']['train_cpu'] = 'AVX512, native bf16'
+    doc['dedicated'][0]['train_cpu'] = 'AVX2, no native bf16'
+    path.write_text(json.dumps(doc))
+    folder = hub.stage(trained.checkpoint, TAG, results=trained.results, results_model=ARCH, dtype='float16',
+                       comparison=path, hub_dir=tmp_path / 'hub')
+    card = (folder / 'README.md').read_text()
+    assert '| Model | Trained at (px) | Images x epochs | Training wall time (min) | Training CPU |' in card
+    assert '| `sct_resnet18` (SCT) | 64, 32 | 1,000 x 4 | 4.0 | AVX512, native bf16 |' in card
+    assert '| `resnet18` | 64 | 1,000 x 4 | 1.5 | AVX2, no native bf16 |' in card
+    assert '| `resnet18` | 32 | 1,000 x 4 | - | - |' in card
+    doc['dedicated'][1]['train_cpu'] = 2
+    path.write_text(json.dumps(doc))
+    error = cli_error(['stage', trained.checkpoint, '--tag', TAG, '--comparison', path, '--hub-dir', tmp_path / 'h2'])
+    assert error.endswith('"dedicated[1]": "train_cpu" must be a string or null')
 
 
 def test_card_judges_the_weights_by_the_comparisons_targets(trained, tmp_path):

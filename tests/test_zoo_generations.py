@@ -246,7 +246,8 @@ def test_the_driver_runs_what_its_dry_run_lists_and_stages_a_retrained_row_besid
     assert commands == listed
     assert (tmp_path / 'hub' / f'sct_resnet18.{DEFAULT_TAG}' / 'config.json').is_file()
     comparison = json.loads((tmp_path / 'runs' / 'resnet18_sct' / 'comparison.json').read_text())
-    assert comparison['sct']['train_wall_seconds'] == 42.0
+    assert comparison['sct']['train_wall_seconds'] == 42.0 and comparison['sct']['train_cpu'].endswith('bf16')
+    assert all(d['train_cpu'] is None for d in comparison['dedicated'])  # their records name no CPU
     assert [d['train_wall_seconds'] for d in comparison['dedicated']] == [101.0, 102.0, 103.0, 104.0, 105.0]
     record = json.loads((tmp_path / 'res' / 'sweeps' / 'resnet18_sct' / 'training.json').read_text())
     assert record['train_wall_seconds'] == 42.0 and 'cpu_native_bf16' in record

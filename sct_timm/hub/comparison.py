@@ -37,6 +37,8 @@ def _check_run(run: Any, where: str) -> None:
     wall = run.get('train_wall_seconds')
     if wall is not None and (isinstance(wall, bool) or not isinstance(wall, (int, float))):
         raise CLIError(f'{where}: "train_wall_seconds" must be a number or null')
+    if run.get('train_cpu') is not None and not isinstance(run['train_cpu'], str):
+        raise CLIError(f'{where}: "train_cpu" must be a string or null')
 
 
 def load_comparison(path: Union[str, Path]) -> Dict[str, Any]:
@@ -44,7 +46,8 @@ def load_comparison(path: Union[str, Path]) -> Dict[str, Any]:
 
     Layout: ``{"hardware": str, "sct": {run, "float32": rows}, "dedicated": [{run, "model": str, "train_size": int,
     "results": rows}, ...]}``, where a run is ``label``, ``train_samples``, ``epochs`` and ``train_wall_seconds``
-    and rows are ``sct-bench`` result rows. An optional ``"targets"`` object is the `TargetSpec` the card judges
+    (optionally ``train_cpu``: the CPU that wall time is of, since rows may train on different machines) and rows
+    are ``sct-bench`` result rows. An optional ``"targets"`` object is the `TargetSpec` the card judges
     the weights by (absent: the default spec).
     """
     path = Path(path)
@@ -126,10 +129,12 @@ def comparison_lines(info: Dict[str, Any], image_prefix: str = '') -> List[str]:
         float32={s: float(r['top1']) for s, r in float32.items()} if stored else None,
         spec=spec,
     )
+    cpus = any(run.get('train_cpu') for run in [doc['sct'], *runs])  # a column only where some run names its CPU
     budget = [(f"`{info['architecture']}` (SCT)", format_value(info['scales']), f"{doc['sct']['train_samples']:,} x "
-               f"{doc['sct']['epochs']}", _minutes(doc['sct'].get('train_wall_seconds')))]
+               f"{doc['sct']['epochs']}", _minutes(doc['sct'].get('train_wall_seconds')),
+               *[doc['sct'].get('train_cpu') or '-'] * cpus)]
     budget += [(f"`{run['model']}`", run['train_size'], f"{run['train_samples']:,} x {run['epochs']}",
-                _minutes(run.get('train_wall_seconds'))) for run in runs]
+                _minutes(run.get('train_wall_seconds')), *[run.get('train_cpu') or '-'] * cpus) for run in runs]
     lines = [
         'Each dedicated model is the plain timm architecture trained at one size only, with the same recipe, data '
         'and budget: the models a user would otherwise train for each resolution. Top-1 / top-5 (%) measured by '
@@ -143,7 +148,8 @@ def comparison_lines(info: Dict[str, Any], image_prefix: str = '') -> List[str]:
     for name, margin in margins.items():
         verdict = 'met' if margin['margin'] >= 0 else f"**missed by {-margin['margin']:.2f}**"
         lines.append(f"- {target_text(name, spec)}: {margin['margin']:+.2f} ({margin['size']} px), {verdict}")
-    lines += ['', table(['Model', 'Trained at (px)', 'Images x epochs', 'Training wall time (min)'], budget), '',
+    lines += ['', table(['Model', 'Trained at (px)', 'Images x epochs', 'Training wall time (min)',
+                         *['Training CPU'] * cpus], budget), '',
               f"Hardware: {doc['hardware']}."]
     if info.get('plot'):
         lines += ['', f"![Top-1 against test resolution, SCT and the dedicated models]({image_prefix}{info['plot']})"]

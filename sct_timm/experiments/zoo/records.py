@@ -18,7 +18,7 @@ from ..runs import wall_seconds
 from .plan import Row, budget, run_dir, sweep_path
 
 __all__ = ['TRAINING_RECORD', 'training_record_path', 'training_record', 'record_training', 'trained_budget',
-           'train_wall_seconds']
+           'train_wall_seconds', 'train_cpu']
 
 TRAINING_RECORD = 'training.json'
 
@@ -63,3 +63,11 @@ def train_wall_seconds(row: Row, args: argparse.Namespace) -> Optional[float]:
     seconds = wall_seconds(run_dir(row, args))
     record = training_record(row, args)
     return record['train_wall_seconds'] if seconds is None and record else seconds
+
+
+def train_cpu(row: Row, args: argparse.Namespace) -> Optional[str]:
+    """The CPU the row's wall time is of, for its card (e.g. ``AVX512, native bf16``), or None (not recorded)."""
+    record = training_record(row, args) or {}
+    if not record.get('cpu_capability'):
+        return None
+    return record['cpu_capability'] + (', native bf16' if record.get('cpu_native_bf16') else ', no native bf16')

@@ -23,7 +23,7 @@ from .plan import (
     HOLDOUT_WEIGHTS, Row, calibrated, holdout_sweep_path, holdout_swept, is_staged, print_budget, run_dir,
     staged_dir, stored_sweep_path, stored_swept, sweep_path, swept, trained,
 )
-from .records import record_training, train_wall_seconds, trained_budget
+from .records import record_training, train_cpu, train_wall_seconds, trained_budget
 from .report import collect, plot
 
 __all__ = ['train_row', 'calibrate_row', 'sweep_row', 'comparison_doc', 'stage_row', 'stage_rows', 'run_rows',
@@ -67,7 +67,7 @@ def comparison_doc(row: Row, args: argparse.Namespace) -> dict:
         other = row.sibling(kind)
         samples, epochs = trained_budget(other, args)
         return {'label': other.name, 'train_samples': samples, 'epochs': epochs,
-                'train_wall_seconds': train_wall_seconds(other, args)}
+                'train_wall_seconds': train_wall_seconds(other, args), 'train_cpu': train_cpu(other, args)}
 
     env = json.loads(stored_sweep_path(row, args).read_text())['environment']
     hardware = (f"{env['cpu']} ({os.cpu_count()} cores; {env['device']}, {env['threads']} threads), torch "
