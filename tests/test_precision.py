@@ -111,7 +111,15 @@ def test_the_guard_covers_a_resnets_strided_convs_and_its_ema_copy():
         assert not ema_conv(x).any() and model.layer4[0].conv1(x).any()  # each runs its own weights
 
 
-def test_fast_path_trains_resumes_and_records_its_precision(tmp_path):
+@pytest.fixture
+def bf16_anywhere(monkeypatch):
+    """Lets the fast path's bf16 autocast run where this CPU only emulates it (slowly): the refusal there is a guard
+    for users, tested on its own below; these tests check what the path computes."""
+    if not precision.cpu_native_bf16():
+        monkeypatch.setattr(precision, 'cpu_native_bf16', lambda: True)
+
+
+def test_fast_path_trains_resumes_and_records_its_precision(tmp_path, bf16_anywhere):
     """bf16 + channels_last + the tensor loader + EMA: two epochs straight equal one epoch, then a resumed one."""
     argv = [*FAST, '--model-ema', '--model-ema-decay', '0.9', '--output', tmp_path]
     assert train.main([str(a) for a in [*argv, '--epochs', '2', '--experiment', 'straight']]) == 0
@@ -147,7 +155,7 @@ def test_emulated_bf16_is_a_one_line_error_or_a_recorded_fallback(tmp_path, caps
 
 
 @needs_fmnist
-def test_a_diverged_run_stops_with_one_line_keeping_its_checkpoints(tmp_path, capsys):
+def test_a_diverged_run_stops_with_one_line_keeping_its_checkpoints(tmp_path, capsys, bf16_anywhere):
     out = tmp_path / 'out'
     assert train.main([*FAST, '--epochs', '1', '--output', str(out), '--experiment', 'ok']) == 0
     code = train.main([*FAST, '--lr', '1e30', '--epochs', '2', '--output', str(out), '--experiment', 'diverged'])
