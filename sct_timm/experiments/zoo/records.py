@@ -61,8 +61,7 @@ def record_training(row: Row, args: argparse.Namespace) -> None:
 def train_wall_seconds(row: Row, args: argparse.Namespace) -> Optional[float]:
     """The row's training wall time: its run folder's, else its committed record's, else None (not recorded)."""
     seconds = wall_seconds(run_dir(row, args))
-    record = training_record(row, args)
-    return record['train_wall_seconds'] if seconds is None and record else seconds
+    return (training_record(row, args) or {}).get('train_wall_seconds') if seconds is None else seconds
 
 
 def train_cpu(row: Row, args: argparse.Namespace) -> Optional[str]:

@@ -11,7 +11,7 @@ from ...results.targets import margins_text, per_size, target_margins
 from .plan import (
     CALIBRATE_BATCH, HOLDOUT, HOLDOUT_WEIGHTS, SEED, TEST_IMAGES, Generation, Row, holdout_swept, swept,
 )
-from .records import train_wall_seconds, training_record, trained_budget
+from .records import train_cpu, train_wall_seconds, trained_budget
 
 __all__ = ['collect', 'compare', 'targets', 'calibration_evidence', 'report', 'plot']
 
@@ -108,8 +108,7 @@ def report(args: argparse.Namespace) -> None:
                 'top1': {str(r): v['top1'] for r, v in res.items()},
                 'top5': {str(r): v['top5'] for r, v in res.items()},
                 'train_wall_seconds': train_wall_seconds(row, args),
-                'train_cpu': {k: (training_record(row, args) or {}).get(k) for k in ('cpu_capability',
-                                                                                     'cpu_native_bf16')}}
+                'train_cpu': train_cpu(row, args)}
         doc['archs'][arch] = entry
         body = [[f'{Row(gen, arch, kind).model} ({kind})',
                  *(f"{res[r]['top1']:.2f} / {res[r]['top5']:.2f}" if r in res else '' for r in sizes)]
