@@ -188,6 +188,24 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert _summary(tmp_path / 'clean' / 'summary.csv')[-1] == _summary(run_dir / 'summary.csv')[-1]
 
 
+def test_time_limit_stops_at_an_epochs_end_and_resume_continues_the_run(tmp_path, caplog):
+    """A --time-limit too short for a second epoch stops the run after its first, with that epoch's checkpoint; the
+    limit is not part of the run (args.yaml), and --resume ends equal to a run never stopped."""
+    argv = [*TINY, '--epochs', '2', '--output', tmp_path]
+    assert _run([*argv, '--experiment', 'clean']) == 0
+    run = tmp_path / 'limited'
+    assert _run([*argv, '--experiment', 'limited', '--time-limit', '0.001']) == 0
+    assert len(_summary(run / 'summary.csv')) == 1 and _load(run / 'last.pth.tar')['epoch'] == 0
+    assert '--time-limit 0.001 min: stopping after epoch 0 of 2' in caplog.text
+    assert 'time_limit' not in yaml.safe_load((run / 'args.yaml').read_text())
+    assert _run([*argv, '--experiment', 'limited', '--resume', run / 'last.pth.tar']) == 0
+    a, b = _load(tmp_path / 'clean' / 'last.pth.tar'), _load(run / 'last.pth.tar')
+    assert a['epoch'] == b['epoch'] == 1 and a['state_dict'].keys() == b['state_dict'].keys()
+    for name in a['state_dict']:
+        assert torch.equal(a['state_dict'][name], b['state_dict'][name]), name
+    assert _summary(tmp_path / 'clean' / 'summary.csv') == _summary(run / 'summary.csv')
+
+
 @pytest.mark.distributed
 def test_torchrun_two_gloo_processes_end_with_identical_weights(tmp_path):
     argv = [*TINY, '--epochs', '2', '--grad-accum-steps', '2', '--output', tmp_path, '--experiment', 'ddp']

@@ -89,3 +89,11 @@ def test_whole_and_fractional_warmups():
     assert parse_args(['--warmup-epochs', '2'])[1].warmup_epochs == 2
     assert isinstance(parse_args(['--warmup-epochs', '2'])[1].warmup_epochs, int)
     assert parse_args(['--warmup-epochs', '0.25', '--sched-on-updates'])[1].warmup_epochs == 0.25
+
+
+@pytest.mark.parametrize('value', ['0', '-5'])
+def test_time_limit_must_be_positive(value, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(['--time-limit', value])
+    assert f'--time-limit must be > 0 minutes, got {value}' in capsys.readouterr().err.strip().splitlines()[-1]
+    assert parse_args(['--time-limit', '90'])[1].time_limit == 90

@@ -15,7 +15,7 @@ from sct_timm.experiments.zoo.plan import DEFAULT_TAG, GENERATIONS
 from sct_timm.train import args as train_args
 
 from zoo_helpers import (
-    BENCH, HUB, dry_run_commands, fake_run, fake_swept_arch, fake_sweep, module_argv, zoo_main, zoo_paths,
+    BENCH, HUB, dry_run_commands, fake_run, fake_step, fake_swept_arch, fake_sweep, module_argv, zoo_main, zoo_paths,
 )
 
 
@@ -184,42 +184,6 @@ def test_dry_run_says_when_this_cpu_lacks_the_native_bf16_its_costs_were_measure
     assert ('costs measured on CPUs with native bf16; this one has none' in out) == warned
 
 
-def _fake_step(cmd: list, commands: list) -> None:
-    """What each subprocess of the zoo leaves behind, without running it (files only)."""
-    from safetensors.torch import save_file
-    commands.append(cmd)
-    argv, module = cmd[3:], cmd[2]
-
-    def value(flag):
-        return argv[argv.index(flag) + 1]
-    if module == 'sct_timm.train':
-        run = Path(value('--output')) / value('--experiment')
-        run.mkdir(parents=True, exist_ok=True)
-        epochs = int(value('--epochs'))
-        (run / 'args.yaml').write_text(f"train_num_samples: {value('--train-num-samples')}\nepochs: {epochs}\n")
-        (run / 'summary.csv').write_text('epoch,eval_top1\n' + ''.join(f'{e},50.0\n' for e in range(epochs)))
-        (run / 'last.pth.tar').write_bytes(b'')
-    elif module == 'sct_timm.cli.calibrate':
-        Path(value('--output')).write_bytes(b'')
-    elif module == BENCH:
-        out = Path(value('--output'))
-        out.mkdir(parents=True, exist_ok=True)
-        rows = [{'resolution': int(r), 'top1': 88.0, 'top5': 99.0} for r in argv[argv.index('--resolutions') + 1:]
-                if r.isdigit()]
-        env = {'cpu': 'test', 'device': 'cpu', 'threads': 2, 'torch': 't', 'timm': 't'}
-        (out / 'results.json').write_text(json.dumps({'config': {'status': 'complete'}, 'results': rows,
-                                                      'environment': env}))
-        if '--cascade' in argv:
-            (out / 'cascade.json').write_text('{}')
-    elif module == HUB:
-        folder = Path(value('--output')) if '--output' in argv else \
-            Path(value('--hub-dir')) / f"sct_resnet18.{value('--tag')}"
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({'w': torch.ones(2)}, str(folder / 'model.safetensors'))
-        if '--output' not in argv:
-            (folder / 'config.json').write_text('{}')
-
-
 def test_the_driver_runs_what_its_dry_run_lists_and_stages_a_retrained_row_beside_committed_ones(tmp_path, capsys,
                                                                                                   monkeypatch):
     """A clone with every row committed but resnet18's SCT weights (swept, never staged): the driver trains that row
@@ -236,10 +200,10 @@ def test_the_driver_runs_what_its_dry_run_lists_and_stages_a_retrained_row_besid
     assert [c[2] for c in listed][:1] == ['sct_timm.train'] and [c[2] for c in listed][-3:] == [HUB, BENCH, HUB]
     commands = []
     from sct_timm.experiments.zoo import run as zoo_run
-    monkeypatch.setattr(zoo_run, 'run_logged', lambda cmd, log, cwd=None: _fake_step(list(cmd), commands))
+    monkeypatch.setattr(zoo_run, 'run_logged', lambda cmd, log, cwd=None: fake_step(list(cmd), commands))
 
     def train_logged(cmd, run_dir, cwd=None):
-        _fake_step(list(cmd), commands)
+        fake_step(list(cmd), commands)
         (Path(run_dir) / 'wall_time.json').write_text(json.dumps({'seconds': 42.0, 'invocations': 1}))
     monkeypatch.setattr(zoo_run, 'train_logged', train_logged)
     assert zoo_main(argv) == 0

@@ -5,9 +5,12 @@ import shlex
 import sys
 from pathlib import Path
 
+import torch
 import yaml
+from safetensors.torch import save_file
 
 from sct_timm.experiments import zoo
+from sct_timm.experiments.runs import epochs_done
 from sct_timm.experiments.zoo.plan import GENERATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,3 +67,42 @@ def fake_swept_arch(root: Path, gen, arch: str, samples: int, epochs: int, sizes
     for kind in gen.kinds:
         fake_sweep(root, f'{arch}_{kind}', {s: 80.0 for s in sizes})
     return run
+
+
+def fake_step(cmd: list, commands: list) -> None:
+    """What each subprocess of the zoo leaves behind, without running it (files only); a training given
+    ``--time-limit`` stops after its first epoch, one given ``--resume`` keeps the epochs it resumes."""
+    commands.append(cmd)
+    argv, module = cmd[3:], cmd[2]
+
+    def value(flag):
+        return argv[argv.index(flag) + 1]
+    if module == 'sct_timm.train':
+        run = Path(value('--output')) / value('--experiment')
+        run.mkdir(parents=True, exist_ok=True)
+        epochs = int(value('--epochs'))
+        start = epochs_done(run) if '--resume' in argv else 0
+        assert '--resume' not in argv or Path(value('--resume')) == run / 'last.pth.tar' and start > 0
+        end = start + 1 if '--time-limit' in argv else epochs
+        (run / 'args.yaml').write_text(f"train_num_samples: {value('--train-num-samples')}\nepochs: {epochs}\n")
+        (run / 'summary.csv').write_text('epoch,eval_top1\n' + ''.join(f'{e},50.0\n' for e in range(end)))
+        (run / 'last.pth.tar').write_bytes(b'')
+    elif module == 'sct_timm.cli.calibrate':
+        Path(value('--output')).write_bytes(b'')
+    elif module == BENCH:
+        out = Path(value('--output'))
+        out.mkdir(parents=True, exist_ok=True)
+        rows = [{'resolution': int(r), 'top1': 88.0, 'top5': 99.0} for r in argv[argv.index('--resolutions') + 1:]
+                if r.isdigit()]
+        env = {'cpu': 'test', 'device': 'cpu', 'threads': 2, 'torch': 't', 'timm': 't'}
+        (out / 'results.json').write_text(json.dumps({'config': {'status': 'complete'}, 'results': rows,
+                                                      'environment': env}))
+        if '--cascade' in argv:
+            (out / 'cascade.json').write_text('{}')
+    elif module == HUB:
+        folder = Path(value('--output')) if '--output' in argv else \
+            Path(value('--hub-dir')) / f"sct_resnet18.{value('--tag')}"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({'w': torch.ones(2)}, str(folder / 'model.safetensors'))
+        if '--output' not in argv:
+            (folder / 'config.json').write_text('{}')

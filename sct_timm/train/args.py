@@ -22,8 +22,9 @@ from ..utils.cli import ListAction, parse_list
 
 __all__ = ['build_parser', 'parse_args', 'args_to_yaml', 'RUNTIME_FIELDS']
 
-# fields set at run time, left out of args.yaml (a config must not pin a rank, a device index or a world size)
-RUNTIME_FIELDS = ('config', 'device', 'distributed', 'world_size', 'rank', 'local_rank', 'prefetcher')
+# fields set at run time, left out of args.yaml (a config must not pin a rank, a device index, a world size or the
+# wall time one invocation may take)
+RUNTIME_FIELDS = ('config', 'device', 'distributed', 'world_size', 'rank', 'local_rank', 'prefetcher', 'time_limit')
 
 
 def _size_or_preset(text: str) -> Union[int, str]:
@@ -218,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument('--worker-seeding', default='all')
     group.add_argument('--log-interval', type=int, default=50, metavar='N')
     group.add_argument('--checkpoint-hist', type=int, default=10, metavar='N', help='checkpoints to keep')
+    group.add_argument('--time-limit', type=float, metavar='MINUTES',
+                       help='stop after the epoch past which the next one (as long as the slowest so far) would '
+                            'end more than MINUTES after start; --resume of last.pth.tar continues the run as if '
+                            'never stopped (for runs longer than a job\'s or a session\'s wall time)')
     group.add_argument('-j', '--workers', type=int, default=4, metavar='N', help='data loading processes')
     group.add_argument('--pin-mem', action='store_true')
     group.add_argument('--no-prefetcher', action='store_true', help='disable fast prefetcher')
@@ -269,6 +274,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[argparse.ArgumentP
     if args.data_dir is None and args.data is not None:
         args.data_dir = args.data  # the deprecated positional, as timm reads it
     _check_warmup(parser, args)
+    if args.time_limit is not None and not args.time_limit > 0:
+        parser.error(f'--time-limit must be > 0 minutes, got {args.time_limit:g}')
     return parser, args
 
 

@@ -1,4 +1,5 @@
-"""The check that DDP kept every rank's weights equal: a digest of each rank's weights, compared after training."""
+"""What DDP ranks must agree on: the primary's decisions (one clock for all), and equal weights after training (a
+digest of each rank's weights, compared)."""
 import argparse
 import hashlib
 import json
@@ -12,9 +13,19 @@ from timm import utils
 
 from ..utils import atomic_write_text
 
-__all__ = ['weights_digest', 'check_ranks_agree']
+__all__ = ['primary_decides', 'weights_digest', 'check_ranks_agree']
 
 _logger = logging.getLogger('sct_train')
+
+
+def primary_decides(decision: bool, args: argparse.Namespace, device: torch.device) -> bool:
+    """The primary rank's ``decision`` on every rank: one taken from a rank's own clock would differ between ranks,
+    and a rank leaving the loop alone would hang the others."""
+    if not args.distributed:
+        return decision
+    flag = torch.tensor([float(decision)], device=device)
+    dist.broadcast(flag, 0)
+    return bool(flag.item())
 
 
 def weights_digest(model: torch.nn.Module) -> str:

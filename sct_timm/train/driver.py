@@ -1,7 +1,8 @@
 """The epoch loop driver of ``sct-train``: set up, then per epoch train, validate at every scale, log and checkpoint.
 
 Every epoch reseeds from ``seed + epoch`` (and loader workers are not persistent), so a run killed at any moment and
-resumed from its last complete checkpoint ends with the same weights as one never stopped.
+resumed from its last complete checkpoint ends with the same weights as one never stopped; ``--time-limit`` stops one
+at an epoch's end, before the epoch that would overrun, for a resume in the next job or session.
 """
 import argparse
 import logging
@@ -16,7 +17,7 @@ from timm.models import safe_model_name
 
 from ..utils import atomic_write_text
 from .args import RUNTIME_FIELDS, args_to_yaml
-from .distributed import check_ranks_agree
+from .distributed import check_ranks_agree, primary_decides
 from .loop import train_one_epoch
 from .setup import prepare
 from .validation import evaluate_at_scales, format_scales
@@ -32,8 +33,15 @@ def _output_dir(args: argparse.Namespace) -> str:
     return utils.get_outdir(args.output or './output/train', exp_name)
 
 
+def _out_of_time(args: argparse.Namespace, started: float, slowest_epoch: float) -> bool:
+    """Whether another epoch, as long as the slowest so far, would end past ``--time-limit`` (minutes from start)."""
+    return args.time_limit is not None and time.perf_counter() - started + slowest_epoch > args.time_limit * 60
+
+
 def run(args: argparse.Namespace) -> Dict[str, Any]:
-    """Train with resolved ``args``; returns the best metric/epoch and the output folder."""
+    """Train with resolved ``args``; returns the best metric/epoch, the output folder and the epochs done (fewer than
+    ``--epochs`` where ``--time-limit`` stopped the run)."""
+    started = time.perf_counter()
     setup = prepare(args)
     device, model, task, optimizer = setup.device, setup.model, setup.task, setup.optimizer
     primary = utils.is_primary(args)
@@ -54,6 +62,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     eval_model = task.get_eval_model(ema=task.has_ema() and not args.model_ema_force_cpu)
     best_metric = best_epoch = None
     num_updates = setup.start_epoch * setup.updates_per_epoch
+    epochs_done, slowest_epoch = setup.start_epoch, 0.0
     for epoch in range(setup.start_epoch, setup.num_epochs):
         utils.random_seed(args.seed + epoch, args.rank)
         if hasattr(setup.loader_train.sampler, 'set_epoch'):
@@ -78,8 +87,14 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                                  lr=lr)
             best_metric, best_epoch = saver.save_checkpoint(epoch, metric=eval_metrics[args.eval_metric])
         setup.lr_scheduler.step(epoch + 1, eval_metrics[args.eval_metric])
+        epochs_done, slowest_epoch = epoch + 1, max(slowest_epoch, time.perf_counter() - start)
+        if epochs_done < setup.num_epochs and primary_decides(_out_of_time(args, started, slowest_epoch), args, device):
+            if primary:
+                _logger.info(f'--time-limit {args.time_limit:g} min: stopping after epoch {epoch} of '
+                             f'{setup.num_epochs} (--resume {Path(output_dir) / "last.pth.tar"} continues the run)')
+            break
     if args.distributed:
         check_ranks_agree(model, output_dir, args)
     if primary and best_metric is not None:
         _logger.info(f'*** best {args.eval_metric}: {best_metric:.4f} (epoch {best_epoch})')
-    return {'best_metric': best_metric, 'best_epoch': best_epoch, 'output_dir': output_dir}
+    return {'best_metric': best_metric, 'best_epoch': best_epoch, 'output_dir': output_dir, 'epochs_done': epochs_done}

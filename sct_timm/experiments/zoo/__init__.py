@@ -23,15 +23,18 @@ architecture's newest staged and registered tag through ``pretrained=True`` and 
 models.
 
 Runs resume (`run`), also in a clone without the run folders (committed sweeps and `records` stand for them), so
-the whole zoo is ``python benchmarks/zoo.py``, however often it is interrupted. The modules: `plan` (rows, budgets,
-measured costs, projected minutes), `records` (a row's training budget and wall time, committed beside its sweep),
+the whole zoo is ``python benchmarks/zoo.py``, however often it is interrupted; a row longer than a session trains in
+parts (``--time-limit``, `carry`). The modules: `plan` (rows, budgets, measured costs, projected minutes), `records`
+(a row's training budget and wall time, committed beside its sweep), `carry` (an unfinished training committed for
+the next session),
 `commands` (the subprocesses), `run` (train, sweep, stage, dry run), `report` (zoo.json / zoo.md, plots), `check`
 (the main job).
 
 Usage: python benchmarks/zoo.py [--archs ARCH ...] [--rows ROW ...] [--train-only | --report-only | --stage | --check]
-                                [--dry-run] [--device cpu] [--train-samples N] [--epochs N]
+                                [--dry-run] [--time-limit MINUTES] [--device cpu] [--train-samples N] [--epochs N]
 """
 import argparse
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -86,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help='the main job: sweep the staged tags with --pretrained (timm\'s Hub path, offline from the '
                            'HF cache sct-hub mirror fills) beside their cards and dedicated models, and plot them')
     parser.add_argument('--dry-run', action='store_true', help='print the commands and the projected budget')
+    parser.add_argument('--time-limit', type=float, metavar='MINUTES',
+                        help='stop training at the end of the epoch after which the next one would end past MINUTES '
+                             'from now, and the driver with it; the row\'s resume files go to <results>/carry/ to be '
+                             'committed, and the next zoo.py continues it (for rows longer than a session)')
     return parser
 
 
@@ -120,6 +127,9 @@ def main(argv: Optional[List[str]] = None, root: Optional[Path] = None) -> int:
         if not set(values) <= set(known):
             parser.error(f"{name}: {', '.join(sorted(set(values) - set(known)))} not in zoo {args.gen.tag} "
                          f"(it has {', '.join(known)})")
+    if args.time_limit is not None and not args.time_limit > 0:
+        parser.error(f'--time-limit must be > 0 minutes, got {args.time_limit:g}')
+    args.deadline = None if args.time_limit is None else time.monotonic() + args.time_limit * 60
     args.sizes_given = bool(args.test_sizes)  # else each generation's own (--check mixes generations)
     args.test_sizes = ([size for group in args.test_sizes for size in group] if args.test_sizes
                        else list(args.gen.test_sizes))
@@ -146,5 +156,5 @@ def main(argv: Optional[List[str]] = None, root: Optional[Path] = None) -> int:
     if not args.report_only:
         run_rows(rows, args)
     if not args.train_only:
-        report(args)
+        report(args, missing_ok=not args.report_only)
     return 0

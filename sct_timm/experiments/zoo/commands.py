@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List
 
 from .. import runs
+from .carry import carry_ahead
 from .plan import (
     CALIBRATE_BATCH, HOLDOUT, SEED, Row, budget, holdout_sweep_path, holdout_weights, row_checkpoint, run_dir,
     stored_sweep_path, sweep_path, test_samples, trained_checkpoint,
@@ -16,9 +17,13 @@ __all__ = ['train_command', 'calibrate_command', 'sweep_command', 'holdout_sweep
 
 
 def train_command(row: Row, args: argparse.Namespace) -> List[str]:
+    """``sct-train`` of a row, resuming its run folder's checkpoint, or its carry's (`carry`: put back there first)."""
     samples, epochs = budget(row, args)
-    return runs.train_command(row.config, [*row.flags, '--seed', str(SEED)], run_dir(row, args), samples,
-                              args.val_samples, epochs=epochs, device=args.device)
+    cmd = runs.train_command(row.config, [*row.flags, '--seed', str(SEED)], run_dir(row, args), samples,
+                             args.val_samples, epochs=epochs, device=args.device)
+    if '--resume' not in cmd and carry_ahead(row, args):
+        cmd += ['--resume', str(trained_checkpoint(row, args))]
+    return cmd
 
 
 def calibrate_command(row: Row, args: argparse.Namespace) -> List[str]:

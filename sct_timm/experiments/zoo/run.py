@@ -6,22 +6,26 @@ the run folders in ``output/`` keeps them), but for an SCT row neither staged no
 row whose ``last.pth.tar`` reached the final epoch is only calibrated and swept; a partial one continues with
 ``--resume`` from its per-epoch checkpoint; a staged folder is not staged again. A calibration or sweep older than the
 checkpoint it was made from is redone. Each architecture's SCT row runs after its dedicated rows and is staged as
-soon as it and they are swept, so its weights are committed with its results.
+soon as it and they are swept, so its weights are committed with its results. ``--time-limit`` stops a training that
+would run past it at an epoch's end and the driver with it; the row's resume files are carried into the results to be
+committed (`carry`), and the next invocation, on any clone, continues it.
 """
 import argparse
 import json
 import os
 import shlex
+import time
 from pathlib import Path
-from typing import List, Sequence, Set, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
-from ..runs import run_logged, train_logged
+from ..runs import epochs_done, run_logged, train_logged
+from .carry import carried_epochs, carry_ahead, carry_dir, carry_in, carry_out, drop_carry
 from .commands import (
     calibrate_command, holdout_sweep_command, stage_command, stored_sweep_command, sweep_command, train_command,
 )
 from .plan import (
-    HOLDOUT_WEIGHTS, Row, calibrated, holdout_sweep_path, holdout_swept, is_staged, print_budget, run_dir,
-    staged_dir, stored_sweep_path, stored_swept, sweep_path, swept, trained,
+    HOLDOUT_WEIGHTS, Row, budget, calibrated, holdout_sweep_path, holdout_swept, is_staged, print_budget, run_dir,
+    staged_dir, stored_sweep_path, stored_swept, sweep_path, swept, trained, trained_checkpoint,
 )
 from .records import record_training, train_cpu, train_wall_seconds, trained_budget
 from .report import collect, plot
@@ -29,12 +33,38 @@ from .report import collect, plot
 __all__ = ['train_row', 'calibrate_row', 'sweep_row', 'comparison_doc', 'stage_row', 'stage_rows', 'run_rows',
            'dry_run']
 
+MIN_TRAIN_MINUTES = 1.0  # with less of --time-limit left, a training does not start
 
-def train_row(row: Row, args: argparse.Namespace) -> None:
-    """Train (or resume) a row unless it reached its final epoch; its wall time adds up over resumed invocations."""
+
+def _minutes_left(args: argparse.Namespace) -> Optional[float]:
+    """Minutes of ``--time-limit`` left (None: no limit)."""
+    return None if args.deadline is None else (args.deadline - time.monotonic()) / 60
+
+
+def train_row(row: Row, args: argparse.Namespace) -> bool:
+    """Train (or resume, also from its `carry`) a row unless it reached its final epoch; its wall time adds up over
+    resumed invocations. Returns whether it is trained: where ``--time-limit`` stopped it (or left no time to start),
+    its resume files are carried out to be committed, and the next invocation continues it."""
+    if not trained(row, args):
+        carry_in(row, args)
+    if not trained(row, args):
+        cmd, left = train_command(row, args), _minutes_left(args)
+        if left is None or left >= MIN_TRAIN_MINUTES:
+            limit = [] if left is None else ['--time-limit', f'{left:.1f}']
+            train_logged(cmd + limit, run_dir(row, args), cwd=args.root)
     if trained(row, args):
-        return
-    train_logged(train_command(row, args), run_dir(row, args), cwd=args.root)
+        drop_carry(row, args)
+        return True
+    if trained_checkpoint(row, args).is_file():
+        carry_out(row, args)
+    return False
+
+
+def _stopped(row: Row, args: argparse.Namespace) -> str:
+    done, epochs = epochs_done(run_dir(row, args)), budget(row, args)[1]
+    then = (f'its resume files are in {carry_dir(row, args)}: commit them, and the next zoo.py continues it' if done
+            else 'the next zoo.py trains it')
+    return f'zoo: --time-limit {args.time_limit:g} min: {row.name} stopped after {done} of {epochs} epochs ({then})'
 
 
 def _calibration_steps(row: Row, args: argparse.Namespace) -> List[Tuple[List[str], Path]]:
@@ -161,7 +191,9 @@ def run_rows(rows: Sequence[Row], args: argparse.Namespace) -> None:
     selected = {row.name for row in rows}
     for row in rows:
         if _pending(row, args, selected):
-            train_row(row, args)
+            if not train_row(row, args):
+                print(_stopped(row, args))
+                return
             if args.train_only:
                 continue
             calibrate_row(row, args)
@@ -184,6 +216,9 @@ def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
         commands = []
         if not (args.stage or args.report_only) and _pending(row, args, selected):
             commands = [] if trained(row, args) else [train_command(row, args)]
+            if commands and carry_ahead(row, args):
+                print(f'zoo: {row.name} resumes from {carry_dir(row, args)} '
+                      f'({carried_epochs(row, args)} of {budget(row, args)[1]} epochs)')
             if not args.train_only:
                 commands += [cmd for cmd, _ in _calibration_steps(row, args)] + [sweep_command(row, args)]
                 listed.add(row.name)
