@@ -25,8 +25,8 @@ from typing import Callable, ContextManager, Optional
 import torch
 
 __all__ = [
-    'cpu_native_bf16', 'resolve_amp_dtype', 'autocast_context', 'amp_autocast', 'precision_name',
-    'guard_one_pixel_convs',
+    'cpu_native_bf16', 'describe_cpu', 'this_cpu', 'resolve_amp_dtype', 'autocast_context', 'amp_autocast',
+    'precision_name', 'guard_one_pixel_convs',
 ]
 
 _logger = logging.getLogger(__name__)
@@ -50,6 +50,17 @@ def cpu_native_bf16(cpuinfo: str = '/proc/cpuinfo') -> bool:
             wanted = _ARM_BF16_FLAGS if platform.machine().lower() in ('aarch64', 'arm64') else _X86_BF16_FLAGS
             return any(flag in flags for flag in wanted)
     return False
+
+
+def describe_cpu(capability: str, native_bf16: bool) -> str:
+    """A CPU as the zoo's records and cards name it: torch's capability and whether it multiplies bf16 natively (the
+    two things that set a training's speed here), e.g. ``AVX512, native bf16``."""
+    return capability + (', native bf16' if native_bf16 else ', no native bf16')
+
+
+def this_cpu() -> str:
+    """This CPU, `describe_cpu`'s way."""
+    return describe_cpu(torch.backends.cpu.get_cpu_capability(), cpu_native_bf16())
 
 
 def resolve_amp_dtype(

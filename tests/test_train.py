@@ -190,9 +190,11 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
 
 def test_time_limit_stops_at_an_epochs_end_and_resume_continues_the_run(tmp_path, caplog):
     """A --time-limit too short for a second epoch stops the run after its first, with that epoch's checkpoint; the
-    limit is not part of the run (args.yaml), and --resume ends equal to a run never stopped."""
+    limit is not part of the run (args.yaml), and --resume ends equal to a run never stopped (one whose limit left
+    time for every epoch)."""
     argv = [*TINY, '--epochs', '2', '--output', tmp_path]
-    assert _run([*argv, '--experiment', 'clean']) == 0
+    assert _run([*argv, '--experiment', 'clean', '--time-limit', '60']) == 0
+    assert len(_summary(tmp_path / 'clean' / 'summary.csv')) == 2
     run = tmp_path / 'limited'
     assert _run([*argv, '--experiment', 'limited', '--time-limit', '0.001']) == 0
     assert len(_summary(run / 'summary.csv')) == 1 and _load(run / 'last.pth.tar')['epoch'] == 0
@@ -208,7 +210,9 @@ def test_time_limit_stops_at_an_epochs_end_and_resume_continues_the_run(tmp_path
 
 @pytest.mark.distributed
 def test_torchrun_two_gloo_processes_end_with_identical_weights(tmp_path):
-    argv = [*TINY, '--epochs', '2', '--grad-accum-steps', '2', '--output', tmp_path, '--experiment', 'ddp']
+    # with a --time-limit too, which the primary decides for both ranks (here: to go on)
+    argv = [*TINY, '--epochs', '2', '--grad-accum-steps', '2', '--output', tmp_path, '--experiment', 'ddp',
+            '--time-limit', '60']
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '-m',
            'sct_timm.train', *[str(a) for a in argv]]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)

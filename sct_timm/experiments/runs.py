@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from ..datasets import FMNIST_NAMES
+from ..precision import this_cpu
 from ..results.files import RESULTS_JSON, read_json
 
 __all__ = [
     'DATASET', 'TRAIN', 'BENCH', 'HUB', 'CALIBRATE', 'module_command', 'run_in_repo', 'run_logged', 'checkpoint',
     'epochs_done', 'trained', 'train_command', 'train_logged', 'train_run', 'WALL_TIME', 'record_wall_time',
-    'wall_seconds', 'EVAL_FLAGS', 'sweep_command', 'sweep_file', 'finished_sweep', 'top1_by_size', 'swept_top1',
-    'sweep_run',
+    'wall_cpus', 'wall_seconds', 'EVAL_FLAGS', 'sweep_command', 'sweep_file', 'finished_sweep', 'top1_by_size',
+    'swept_top1', 'sweep_run',
 ]
 
 DATASET = FMNIST_NAMES[0]  # the data set every pipeline trains and sweeps
@@ -131,20 +132,28 @@ WALL_TIME = 'wall_time.json'
 def record_wall_time(run_dir: PathLike, seconds: float, resumed: bool) -> float:
     """Add one successful invocation's ``seconds`` to the run's ``wall_time.json``; returns the run's total.
 
-    Layout: ``{"seconds": total over the invocations that built the run, "invocations": how many}``. A resumed
-    invocation adds to the record, so a run's cost is known however often it was interrupted; one that starts the
-    run over replaces it. An invocation that fails records nothing (its driver stops first).
+    Layout: ``{"seconds": total over the invocations that built the run, "invocations": how many, "cpus": the CPU of
+    each (`precision.this_cpu`; a run resumed in a later session may have moved machines)}``. A resumed invocation
+    adds to the record, so a run's cost is known however often it was interrupted; one that starts the run over
+    replaces it. An invocation that fails records nothing (its driver stops first).
     """
     path = Path(run_dir) / WALL_TIME
-    total, invocations = seconds, 1
+    total, invocations, cpus = seconds, 1, [this_cpu()]
     if resumed and path.is_file():
         before = json.loads(path.read_text())
         total += before['seconds']
         # the former ablation layout ({"seconds", "resumed"}) did not count them: at least one came before
         invocations += before.get('invocations', 1)
+        cpus = before.get('cpus', []) + cpus  # earlier layouts did not name them
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({'seconds': total, 'invocations': invocations}) + '\n')
+    path.write_text(json.dumps({'seconds': total, 'invocations': invocations, 'cpus': cpus}) + '\n')
     return total
+
+
+def wall_cpus(run_dir: PathLike) -> List[str]:
+    """The CPUs a run's recorded invocations ran on, in order (empty: not recorded, or an earlier layout)."""
+    path = Path(run_dir) / WALL_TIME
+    return json.loads(path.read_text()).get('cpus', []) if path.is_file() else []
 
 
 def wall_seconds(run_dir: PathLike) -> Optional[float]:

@@ -90,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                            'HF cache sct-hub mirror fills) beside their cards and dedicated models, and plot them')
     parser.add_argument('--dry-run', action='store_true', help='print the commands and the projected budget')
     parser.add_argument('--time-limit', type=float, metavar='MINUTES',
-                        help='stop training at the end of the epoch after which the next one would end past MINUTES '
-                             'from now, and the driver with it; the row\'s resume files go to <results>/carry/ to be '
-                             'committed, and the next zoo.py continues it (for rows longer than a session)')
+                        help='trainings end within MINUTES from now: none starts with less than an epoch left, one '
+                             'stops at the epoch\'s end after which the next would overrun, and the driver with it; '
+                             'the row\'s resume files go to <results>/carry/ to be committed, and the next zoo.py '
+                             'continues it (for rows longer than a session; sweeps and staging are not limited)')
     return parser
 
 
@@ -153,8 +154,7 @@ def main(argv: Optional[List[str]] = None, root: Optional[Path] = None) -> int:
     if args.stage:
         stage_rows(rows, args)
         return 0
-    if not args.report_only:
-        run_rows(rows, args)
-    if not args.train_only:
-        report(args, missing_ok=not args.report_only)
+    finished = args.report_only or run_rows(rows, args)
+    if finished and not args.train_only:
+        report(args)
     return 0

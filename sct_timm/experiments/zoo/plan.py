@@ -226,9 +226,10 @@ def test_samples(row: Row, args: argparse.Namespace) -> int:
     return args.test_samples or row.spec.test_samples
 
 
-def check_budget(row: Row, args: argparse.Namespace) -> None:
-    """Refuse to resume a run started under another budget: its schedule and data would silently mix."""
-    saved = run_dir(row, args) / 'args.yaml'
+def check_budget(row: Row, args: argparse.Namespace, folder: Optional[Path] = None) -> None:
+    """Refuse to resume a run (its run folder, or ``folder``: its carry) started under another budget: its schedule and
+    data would silently mix."""
+    saved = Path(folder or run_dir(row, args)) / 'args.yaml'
     if not saved.is_file():
         return
     run = yaml.safe_load(saved.read_text()) or {}
@@ -276,11 +277,18 @@ def _calibration_pending(row: Row, args: argparse.Namespace) -> bool:
     return row.calibrated and trained(row, args) and not calibrated(row, args)
 
 
+def _newer_than(row: Row, args: argparse.Namespace, weights: Path) -> Optional[Path]:
+    """The checkpoint a sweep of the row's ``weights`` must not be older than: those weights once the training is
+    finished; none while it is under way (resumed here or from its carry: a partial checkpoint, newer than the
+    committed sweeps of the earlier training, which stand until it finishes)."""
+    return weights if trained(row, args) else None
+
+
 def swept(row: Row, args: argparse.Namespace) -> Optional[List[dict]]:
     """The rows of a row's finished sweep of its checkpoint (`row_checkpoint`), or None (`finished_sweep`)."""
     if _calibration_pending(row, args):
         return None
-    return finished_sweep(sweep_path(row, args), row_checkpoint(row, args))
+    return finished_sweep(sweep_path(row, args), _newer_than(row, args, row_checkpoint(row, args)))
 
 
 def holdout_weights(row: Row, args: argparse.Namespace, which: str) -> Path:
@@ -297,7 +305,8 @@ def holdout_sweep_path(row: Row, args: argparse.Namespace, which: str) -> Path:
 def holdout_swept(row: Row, args: argparse.Namespace, which: str) -> Optional[List[dict]]:
     if which == 'calibrated' and _calibration_pending(row, args):
         return None
-    return finished_sweep(holdout_sweep_path(row, args, which), holdout_weights(row, args, which))
+    weights = holdout_weights(row, args, which)
+    return finished_sweep(holdout_sweep_path(row, args, which), _newer_than(row, args, weights))
 
 
 def stored_sweep_path(row: Row, args: argparse.Namespace) -> Path:
@@ -341,12 +350,17 @@ def projected_seconds(row: Row, args: argparse.Namespace) -> Dict[str, float]:
     return {'train': START_S + train + validate, 'sweep': sweep}
 
 
-def print_budget(rows: Sequence[Row], args: argparse.Namespace) -> None:
-    """The projected budget of every selected row (done or not), and the total."""
+def print_budget(rows: Sequence[Row], args: argparse.Namespace, slowdowns: Sequence[float] = ()) -> None:
+    """The projected budget of every selected row (done or not), and the total; with ``slowdowns`` (recorded wall
+    time over projection of the generation's rows trained on a CPU like this one), how far off it was here."""
     print(f'\nprojected budget (uncontended, 2 CPU cores, measured costs; {len(rows)} rows):')
     if not cpu_native_bf16():
         print('(costs measured on CPUs with native bf16; this one has none: expect longer runs, see the zoo in '
               'benchmarks/README.md)')
+    if slowdowns:
+        rows_here = f"{len(slowdowns)} row{'s' if len(slowdowns) > 1 else ''}"
+        print(f'({rows_here} trained on a CPU like this one took {min(slowdowns):.1f}-{max(slowdowns):.1f}x their '
+              f'projection; --time-limit judges a first epoch by the largest)')
     print(f"{'row':<24} {'model':<16} {'images x epochs':>16} {'train min':>10} {'sweep min':>10}")
     total = {'train': 0.0, 'sweep': 0.0}
     for row in rows:

@@ -4,21 +4,23 @@ The run folders (``output/``) stay on the machine that trained; a row's sweep is
 ``training.json``: the images and epochs it trained on, its training wall time, and the CPU that wall time was measured
 on (torch's capability, e.g. AVX512 or AVX2, and whether it multiplies bfloat16 natively: machines of one kind differ,
 and a wall time from one is not another's). A record is written by the machine that has the run folder, which is the
-one that trained, since run folders do not travel; records back-filled from an earlier ``zoo.json`` have no CPU fields.
+one that trained, since run folders do not travel (but for a training carried from session to session, `carry`, whose
+record names each CPU it ran on where they differ); records back-filled from an earlier ``zoo.json`` have no CPU
+fields.
 """
 import argparse
 import json
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import yaml
 
-from ...precision import cpu_native_bf16
-from ..runs import wall_seconds
-from .plan import Row, budget, run_dir, sweep_path
+from ...precision import cpu_native_bf16, describe_cpu
+from ..runs import wall_cpus, wall_seconds
+from .plan import Row, budget, projected_seconds, run_dir, sweep_path
 
 __all__ = ['TRAINING_RECORD', 'training_record_path', 'training_record', 'record_training', 'trained_budget',
-           'train_wall_seconds', 'train_cpu']
+           'train_wall_seconds', 'train_cpu', 'slowdowns']
 
 TRAINING_RECORD = 'training.json'
 
@@ -54,6 +56,9 @@ def record_training(row: Row, args: argparse.Namespace) -> None:
     record = {'train_samples': samples, 'epochs': epochs,
               'train_wall_seconds': wall_seconds(run_dir(row, args)) or before.get('train_wall_seconds'),
               'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'cpu_native_bf16': cpu_native_bf16()}
+    cpus = list(dict.fromkeys(wall_cpus(run_dir(row, args))))
+    if len(cpus) > 1:  # trained in parts on machines of different speed (`carry`): its wall time is theirs together
+        record['train_cpus'] = cpus
     if before != record:
         training_record_path(row, args).write_text(json.dumps(record, indent=2) + '\n')
 
@@ -65,8 +70,31 @@ def train_wall_seconds(row: Row, args: argparse.Namespace) -> Optional[float]:
 
 
 def train_cpu(row: Row, args: argparse.Namespace) -> Optional[str]:
-    """The CPU the row's wall time is of, for its card (e.g. ``AVX512, native bf16``), or None (not recorded)."""
+    """The CPU the row's wall time is of, for its card (e.g. ``AVX512, native bf16``; a training in parts on different
+    CPUs names each, joined by `` + ``), or None (not recorded)."""
     record = training_record(row, args) or {}
+    if record.get('train_cpus'):
+        return ' + '.join(record['train_cpus'])
     if not record.get('cpu_capability'):
         return None
-    return record['cpu_capability'] + (', native bf16' if record.get('cpu_native_bf16') else ', no native bf16')
+    return describe_cpu(record['cpu_capability'], bool(record.get('cpu_native_bf16')))
+
+
+def _of_this_cpu(record: dict) -> bool:
+    import torch
+    return (not record.get('train_cpus') and record.get('cpu_capability') == torch.backends.cpu.get_cpu_capability()
+            and bool(record.get('cpu_native_bf16')) == cpu_native_bf16())
+
+
+def slowdowns(args: argparse.Namespace, arch: Optional[str] = None) -> List[float]:
+    """Recorded training wall time over the plan's projection of each of the generation's rows trained on a CPU like
+    this one (of ``arch``, where it has some: precision and kernels differ between architectures): how far this
+    machine is from the CPUs the plan's costs were measured on. Empty: no such record."""
+    ratios = {}
+    for name in args.gen.archs:
+        for kind in args.gen.kinds:
+            row = Row(args.gen, name, kind)
+            record = training_record(row, args) or {}
+            if record.get('train_wall_seconds') and _of_this_cpu(record):
+                ratios.setdefault(name, []).append(record['train_wall_seconds'] / projected_seconds(row, args)['train'])
+    return ratios.get(arch) or [r for values in ratios.values() for r in values]

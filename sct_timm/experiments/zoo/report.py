@@ -77,14 +77,11 @@ def _cells(comparison: Dict[int, dict], sizes, text) -> list:
     return [text(comparison[r]) if 'delta_top1' in comparison.get(r, {}) else '' for r in sizes]
 
 
-def report(args: argparse.Namespace, missing_ok: bool = False) -> None:
-    """zoo.json / zoo.md and one accuracy-vs-resolution plot per architecture from the finished sweeps (none yet: an
-    error, or with ``missing_ok`` (a run that stopped before its first sweep) nothing to write)."""
+def report(args: argparse.Namespace) -> None:
+    """zoo.json / zoo.md and one accuracy-vs-resolution plot per architecture from the finished sweeps."""
     table = collect(args)
     gen = args.gen
     if not table:
-        if missing_ok:
-            return
         raise SystemExit(f'zoo: no finished sweeps under {args.results}')
     out = Path(args.results)
     images = sorted({v['images'] for rows in table.values() for res in rows.values() for v in res.values()})

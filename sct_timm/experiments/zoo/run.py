@@ -7,8 +7,9 @@ row whose ``last.pth.tar`` reached the final epoch is only calibrated and swept;
 ``--resume`` from its per-epoch checkpoint; a staged folder is not staged again. A calibration or sweep older than the
 checkpoint it was made from is redone. Each architecture's SCT row runs after its dedicated rows and is staged as
 soon as it and they are swept, so its weights are committed with its results. ``--time-limit`` stops a training that
-would run past it at an epoch's end and the driver with it; the row's resume files are carried into the results to be
-committed (`carry`), and the next invocation, on any clone, continues it.
+would run past it at an epoch's end and the driver with it (no report is written then: a partial checkpoint makes the
+row's committed sweeps look stale); the row's resume files are carried into the results to be committed (`carry`), and
+the next invocation, on any clone, continues it.
 """
 import argparse
 import json
@@ -18,53 +19,67 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Set, Tuple
 
-from ..runs import epochs_done, run_logged, train_logged
+from ..runs import epochs_done, run_logged, train_logged, wall_seconds
 from .carry import carried_epochs, carry_ahead, carry_dir, carry_in, carry_out, drop_carry
 from .commands import (
     calibrate_command, holdout_sweep_command, stage_command, stored_sweep_command, sweep_command, train_command,
 )
 from .plan import (
-    HOLDOUT_WEIGHTS, Row, budget, calibrated, holdout_sweep_path, holdout_swept, is_staged, print_budget, run_dir,
-    staged_dir, stored_sweep_path, stored_swept, sweep_path, swept, trained, trained_checkpoint,
+    HOLDOUT_WEIGHTS, START_S, Row, budget, calibrated, holdout_sweep_path, holdout_swept, is_staged, print_budget,
+    projected_seconds, run_dir, staged_dir, stored_sweep_path, stored_swept, sweep_path, swept, trained,
+    trained_checkpoint,
 )
-from .records import record_training, train_cpu, train_wall_seconds, trained_budget
+from .records import record_training, slowdowns, train_cpu, train_wall_seconds, trained_budget
 from .report import collect, plot
 
-__all__ = ['train_row', 'calibrate_row', 'sweep_row', 'comparison_doc', 'stage_row', 'stage_rows', 'run_rows',
-           'dry_run']
-
-MIN_TRAIN_MINUTES = 1.0  # with less of --time-limit left, a training does not start
-
+__all__ = ['epoch_minutes', 'train_row', 'calibrate_row', 'sweep_row', 'comparison_doc', 'stage_row', 'stage_rows',
+           'run_rows', 'dry_run']
 
 def _minutes_left(args: argparse.Namespace) -> Optional[float]:
     """Minutes of ``--time-limit`` left (None: no limit)."""
     return None if args.deadline is None else (args.deadline - time.monotonic()) / 60
 
 
+def epoch_minutes(row: Row, args: argparse.Namespace) -> float:
+    """What an epoch of the row takes: its run's own so far (the wall time over the epochs done), else the plan's
+    projection times the largest slowdown recorded on a CPU like this one (`records.slowdowns`)."""
+    seconds, done = wall_seconds(run_dir(row, args)), epochs_done(run_dir(row, args))
+    if seconds and done:
+        return seconds / done / 60
+    factor = max(slowdowns(args, row.arch), default=1.0)
+    return factor * projected_seconds(row, args)['train'] / budget(row, args)[1] / 60
+
+
 def train_row(row: Row, args: argparse.Namespace) -> bool:
     """Train (or resume, also from its `carry`) a row unless it reached its final epoch; its wall time adds up over
-    resumed invocations. Returns whether it is trained: where ``--time-limit`` stopped it (or left no time to start),
-    its resume files are carried out to be committed, and the next invocation continues it."""
+    resumed invocations. Returns whether it is trained. ``--time-limit`` starts no training with less than an epoch
+    (`epoch_minutes`) left and stops one at the epoch's end after which the next would overrun; a stopped row's resume
+    files are carried out to be committed, as are a carried row's final ones."""
     if not trained(row, args):
         carry_in(row, args)
     if not trained(row, args):
-        cmd, left = train_command(row, args), _minutes_left(args)
-        if left is None or left >= MIN_TRAIN_MINUTES:
-            limit = [] if left is None else ['--time-limit', f'{left:.1f}']
-            train_logged(cmd + limit, run_dir(row, args), cwd=args.root)
-    if trained(row, args):
-        drop_carry(row, args)
-        return True
-    if trained_checkpoint(row, args).is_file():
+        left = _minutes_left(args)
+        if left is None or left >= epoch_minutes(row, args):
+            # sct-train's clock starts after its imports
+            limit = [] if left is None else ['--time-limit', f'{left - START_S / 60:.1f}']
+            train_logged(train_command(row, args) + limit, run_dir(row, args), cwd=args.root)
+    done = trained(row, args)
+    if not done or carried_epochs(row, args):
         carry_out(row, args)
-    return False
+    return done
 
 
 def _stopped(row: Row, args: argparse.Namespace) -> str:
     done, epochs = epochs_done(run_dir(row, args)), budget(row, args)[1]
     then = (f'its resume files are in {carry_dir(row, args)}: commit them, and the next zoo.py continues it' if done
             else 'the next zoo.py trains it')
-    return f'zoo: --time-limit {args.time_limit:g} min: {row.name} stopped after {done} of {epochs} epochs ({then})'
+    limit = f'--time-limit {args.time_limit:g} min: ' if args.time_limit else ''
+    return f'zoo: {limit}{row.name} stopped after {done} of {epochs} epochs ({then})'
+
+
+def _row_done(row: Row, args: argparse.Namespace) -> bool:
+    """Whether what a carry would keep is committed otherwise: the row's sweep (an SCT row's weights: staged)."""
+    return swept(row, args) is not None and (row.kind != 'sct' or is_staged(row, args))
 
 
 def _calibration_steps(row: Row, args: argparse.Namespace) -> List[Tuple[List[str], Path]]:
@@ -175,25 +190,29 @@ def stage_rows(rows: Sequence[Row], args: argparse.Namespace) -> None:
 
 
 def _pending(row: Row, args: argparse.Namespace, selected: Set[str]) -> bool:
-    """Whether a row still trains or sweeps: no finished sweep of its weights, or an SCT row swept but neither staged
-    nor here to stage (a clone without its run folder). That one trains again only where its staging can follow in
-    this invocation (every other row it waits for is ``selected``): else its new weights would wait in ``output/``."""
-    if swept(row, args) is None:
+    """Whether a row still trains or sweeps: no finished sweep of its weights, a training under way (here or in its
+    carry), or an SCT row swept but neither staged nor here to stage (a clone without its run folder). That one
+    trains again only where its staging can follow in this invocation (every other row it waits for is
+    ``selected``): else its new weights would wait in ``output/``."""
+    if trained(row, args):
+        return swept(row, args) is None
+    if swept(row, args) is None or trained_checkpoint(row, args).is_file() or carry_ahead(row, args):
         return True
-    if row.kind != 'sct' or is_staged(row, args) or trained(row, args):
+    if row.kind != 'sct' or is_staged(row, args):
         return False
     return set(_stage_waits_for(row, args)) - {row.name} <= selected
 
 
-def run_rows(rows: Sequence[Row], args: argparse.Namespace) -> None:
+def run_rows(rows: Sequence[Row], args: argparse.Namespace) -> bool:
     """Train and (unless ``--train-only``) sweep every pending row, record its training beside its sweep, and stage
-    each SCT row once it and its dedicated rows are swept."""
+    each SCT row once it and its dedicated rows are swept; returns False where ``--time-limit`` stopped a training
+    (and the driver: the rows after it wait for the next invocation)."""
     selected = {row.name for row in rows}
     for row in rows:
         if _pending(row, args, selected):
             if not train_row(row, args):
                 print(_stopped(row, args))
-                return
+                return False
             if args.train_only:
                 continue
             calibrate_row(row, args)
@@ -205,6 +224,9 @@ def run_rows(rows: Sequence[Row], args: argparse.Namespace) -> None:
                 print(f'zoo: not staged yet, {_waiting(row, waits)}')
             else:
                 stage_row(row, args)
+        if _row_done(row, args):
+            drop_carry(row, args)
+    return True
 
 
 def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
@@ -230,4 +252,4 @@ def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
                 commands += _stage_steps(row, args)
         for cmd in commands:
             print('$', shlex.join(cmd))
-    print_budget(rows, args)
+    print_budget(rows, args, slowdowns(args))
