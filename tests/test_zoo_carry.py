@@ -11,6 +11,7 @@ import pytest
 from sct_timm.experiments import runs
 from sct_timm.experiments.zoo.plan import DEFAULT_TAG, GENERATIONS, Row
 from sct_timm.experiments.zoo.records import record_training, train_cpu
+from sct_timm.precision import this_cpu
 
 from zoo_helpers import BENCH, HUB, dry_run_commands, fake_run, fake_step, fake_sweep, zoo_main, zoo_paths
 
@@ -86,9 +87,11 @@ def test_a_carried_training_that_finishes_stays_carried_until_its_row_is_swept(t
     assert zoo_main([*argv, '--train-only']) == 0
     assert runs.epochs_done(carry) == epochs  # trained, not swept: carried with its final epoch
     shutil.rmtree(tmp_path / 'runs')
+    listed, _ = dry_run_commands(argv, capsys)
     faked.clear()
     assert zoo_main(argv) == 0
-    assert [c[2] for c in faked] == [BENCH] and not carry.exists()  # put back, swept, not trained again
+    assert faked == listed and [c[2] for c in faked] == [BENCH]  # put back, swept, not trained again
+    assert not carry.exists()
 
 
 def test_an_sct_row_keeps_its_carry_until_it_is_staged(tmp_path, capsys, faked):
@@ -164,14 +167,19 @@ def test_a_training_in_parts_on_different_cpus_names_each(tmp_path):
     row = Row(gen, 'resnet18', 'plain_r64')
     record_training(row, args)
     assert train_cpu(row, args) == 'AVX512, native bf16 + AVX2, no native bf16'
-    (run / 'wall_time.json').write_text(json.dumps({'seconds': 9.0, 'invocations': 1,
-                                                    'cpus': ['AVX2, no native bf16']}))
+    # trained here in one part: the record's own CPU fields say it all
+    (run / 'wall_time.json').write_text(json.dumps({'seconds': 9.0, 'invocations': 1, 'cpus': [this_cpu()]}))
     record_training(row, args)
     assert 'train_cpus' not in json.loads((tmp_path / 'res' / 'sweeps' / ROW / 'training.json').read_text())
+    assert train_cpu(row, args) == this_cpu()
+    # trained elsewhere, swept here: named as the CPU it trained on, not this one
+    (run / 'wall_time.json').write_text(json.dumps({'seconds': 9.0, 'invocations': 1, 'cpus': ['ELSEWHERE']}))
+    record_training(row, args)
+    assert train_cpu(row, args) == 'ELSEWHERE'
+
 
 
 def test_wall_time_records_each_invocations_cpu(tmp_path):
-    from sct_timm.precision import this_cpu
     runs.record_wall_time(tmp_path, 5.0, resumed=False)
     runs.record_wall_time(tmp_path, 7.0, resumed=True)
     assert runs.wall_cpus(tmp_path) == [this_cpu(), this_cpu()] and runs.wall_seconds(tmp_path) == 12.0
@@ -202,3 +210,9 @@ def test_a_first_epoch_is_judged_by_the_slowdown_recorded_on_this_cpu(tmp_path, 
     (tmp_path / 'res' / 'sweeps' / recorded.name / 'training.json').write_text(
         json.dumps({**record, 'cpu_capability': 'another'}))
     assert epoch_minutes(row, args) == pytest.approx(plain)
+    # a run's own epochs judge the next only where they ran on this CPU, not in a part carried from elsewhere
+    run = fake_run(tmp_path, row.name, 55000, 6, done=1)
+    (run / 'wall_time.json').write_text(json.dumps({'seconds': 6000.0, 'invocations': 1, 'cpus': ['ELSEWHERE']}))
+    assert epoch_minutes(row, args) == pytest.approx(plain)
+    (run / 'wall_time.json').write_text(json.dumps({'seconds': 6000.0, 'invocations': 1, 'cpus': [this_cpu()]}))
+    assert epoch_minutes(row, args) == pytest.approx(100)

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Optional
 
 from ..runs import WALL_TIME, checkpoint, epochs_done
-from .plan import Row, check_budget, run_dir
+from .plan import Row, budget, check_budget, run_dir
 
-__all__ = ['CARRY', 'CARRIED', 'CARRY_WARN_BYTES', 'carry_dir', 'carried_epochs', 'carry_ahead', 'carry_out',
+__all__ = ['CARRY', 'CARRIED', 'CARRY_WARN_BYTES', 'carry_dir', 'carried_epochs', 'carry_finished', 'carry_ahead', 'carry_out',
            'carry_in', 'drop_carry']
 
 CARRY = 'carry'
@@ -42,6 +42,11 @@ def _epochs(folder: Path) -> int:
 
 def carried_epochs(row: Row, args: argparse.Namespace) -> int:
     return _epochs(carry_dir(row, args))
+
+
+def carry_finished(row: Row, args: argparse.Namespace) -> bool:
+    """Whether the row's carry holds its whole training (put back, it needs no more)."""
+    return carried_epochs(row, args) >= budget(row, args)[1]
 
 
 def carry_ahead(row: Row, args: argparse.Namespace) -> bool:

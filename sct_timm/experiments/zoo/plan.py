@@ -273,7 +273,7 @@ def sweep_path(row: Row, args: argparse.Namespace) -> Path:
 
 def _calibration_pending(row: Row, args: argparse.Namespace) -> bool:
     """Whether a calibrated row's training finished here but is not calibrated yet (without its run folder, or while
-    it trains again, its committed sweeps stand, as `finished_sweep` lets them)."""
+    it trains again, its committed sweeps stand: `_newer_than`)."""
     return row.calibrated and trained(row, args) and not calibrated(row, args)
 
 
@@ -281,7 +281,8 @@ def _newer_than(row: Row, args: argparse.Namespace, weights: Path) -> Optional[P
     """The checkpoint a sweep of the row's ``weights`` must not be older than: those weights once the training is
     finished; none while it is under way (resumed here or from its carry: a partial checkpoint, newer than the
     committed sweeps of the earlier training, which stand until it finishes)."""
-    return weights if trained(row, args) else None
+    under_way = trained_checkpoint(row, args).is_file() and not trained(row, args)
+    return None if under_way else weights
 
 
 def swept(row: Row, args: argparse.Namespace) -> Optional[List[dict]]:
@@ -360,7 +361,7 @@ def print_budget(rows: Sequence[Row], args: argparse.Namespace, slowdowns: Seque
     if slowdowns:
         rows_here = f"{len(slowdowns)} row{'s' if len(slowdowns) > 1 else ''}"
         print(f'({rows_here} trained on a CPU like this one took {min(slowdowns):.1f}-{max(slowdowns):.1f}x their '
-              f'projection; --time-limit judges a first epoch by the largest)')
+              f'projection; --time-limit judges a first epoch by the largest of its architecture\'s, else of all)')
     print(f"{'row':<24} {'model':<16} {'images x epochs':>16} {'train min':>10} {'sweep min':>10}")
     total = {'train': 0.0, 'sweep': 0.0}
     for row in rows:

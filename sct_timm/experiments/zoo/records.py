@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 
 import yaml
 
-from ...precision import cpu_native_bf16, describe_cpu
+from ...precision import cpu_native_bf16, describe_cpu, this_cpu
 from ..runs import wall_cpus, wall_seconds
 from .plan import Row, budget, projected_seconds, run_dir, sweep_path
 
@@ -57,7 +57,7 @@ def record_training(row: Row, args: argparse.Namespace) -> None:
               'train_wall_seconds': wall_seconds(run_dir(row, args)) or before.get('train_wall_seconds'),
               'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'cpu_native_bf16': cpu_native_bf16()}
     cpus = list(dict.fromkeys(wall_cpus(run_dir(row, args))))
-    if len(cpus) > 1:  # trained in parts on machines of different speed (`carry`): its wall time is theirs together
+    if cpus and cpus != [this_cpu()]:  # trained (in parts: `carry`) elsewhere than where it is recorded
         record['train_cpus'] = cpus
     if before != record:
         training_record_path(row, args).write_text(json.dumps(record, indent=2) + '\n')
@@ -70,8 +70,8 @@ def train_wall_seconds(row: Row, args: argparse.Namespace) -> Optional[float]:
 
 
 def train_cpu(row: Row, args: argparse.Namespace) -> Optional[str]:
-    """The CPU the row's wall time is of, for its card (e.g. ``AVX512, native bf16``; a training in parts on different
-    CPUs names each, joined by `` + ``), or None (not recorded)."""
+    """The CPU the row's wall time is of, for its card (e.g. ``AVX512, native bf16``; a training elsewhere than where
+    it was recorded, or in parts on different CPUs, names each, joined by `` + ``), or None (not recorded)."""
     record = training_record(row, args) or {}
     if record.get('train_cpus'):
         return ' + '.join(record['train_cpus'])
@@ -96,5 +96,7 @@ def slowdowns(args: argparse.Namespace, arch: Optional[str] = None) -> List[floa
             row = Row(args.gen, name, kind)
             record = training_record(row, args) or {}
             if record.get('train_wall_seconds') and _of_this_cpu(record):
-                ratios.setdefault(name, []).append(record['train_wall_seconds'] / projected_seconds(row, args)['train'])
+                own = argparse.Namespace(**{**vars(args), 'train_samples': record['train_samples'],
+                                            'epochs': record['epochs']})  # the projection of the budget it trained
+                ratios.setdefault(name, []).append(record['train_wall_seconds'] / projected_seconds(row, own)['train'])
     return ratios.get(arch) or [r for values in ratios.values() for r in values]

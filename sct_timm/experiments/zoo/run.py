@@ -7,9 +7,9 @@ row whose ``last.pth.tar`` reached the final epoch is only calibrated and swept;
 ``--resume`` from its per-epoch checkpoint; a staged folder is not staged again. A calibration or sweep older than the
 checkpoint it was made from is redone. Each architecture's SCT row runs after its dedicated rows and is staged as
 soon as it and they are swept, so its weights are committed with its results. ``--time-limit`` stops a training that
-would run past it at an epoch's end and the driver with it (no report is written then: a partial checkpoint makes the
-row's committed sweeps look stale); the row's resume files are carried into the results to be committed (`carry`), and
-the next invocation, on any clone, continues it.
+would run past it at an epoch's end and the driver with it (no report is written then: the rows after it are not
+done); the row's resume files are carried into the results to be committed (`carry`), and the next invocation, on any
+clone, continues it.
 """
 import argparse
 import json
@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Set, Tuple
 
-from ..runs import epochs_done, run_logged, train_logged, wall_seconds
-from .carry import carried_epochs, carry_ahead, carry_dir, carry_in, carry_out, drop_carry
+from ...precision import this_cpu
+from ..runs import epochs_done, run_logged, train_logged, wall_cpus, wall_seconds
+from .carry import carried_epochs, carry_ahead, carry_dir, carry_finished, carry_in, carry_out, drop_carry
 from .commands import (
     calibrate_command, holdout_sweep_command, stage_command, stored_sweep_command, sweep_command, train_command,
 )
@@ -44,7 +45,7 @@ def epoch_minutes(row: Row, args: argparse.Namespace) -> float:
     """What an epoch of the row takes: its run's own so far (the wall time over the epochs done), else the plan's
     projection times the largest slowdown recorded on a CPU like this one (`records.slowdowns`)."""
     seconds, done = wall_seconds(run_dir(row, args)), epochs_done(run_dir(row, args))
-    if seconds and done:
+    if seconds and done and set(wall_cpus(run_dir(row, args))) <= {this_cpu()}:  # not a part carried from elsewhere
         return seconds / done / 60
     factor = max(slowdowns(args, row.arch), default=1.0)
     return factor * projected_seconds(row, args)['train'] / budget(row, args)[1] / 60
@@ -54,7 +55,8 @@ def train_row(row: Row, args: argparse.Namespace) -> bool:
     """Train (or resume, also from its `carry`) a row unless it reached its final epoch; its wall time adds up over
     resumed invocations. Returns whether it is trained. ``--time-limit`` starts no training with less than an epoch
     (`epoch_minutes`) left and stops one at the epoch's end after which the next would overrun; a stopped row's resume
-    files are carried out to be committed, as are a carried row's final ones."""
+    files are carried out to be committed, as are the final ones of a carried row or of one trained under
+    ``--time-limit`` or ``--train-only`` (a session may end before its sweep; `run_rows` drops the carry after it)."""
     if not trained(row, args):
         carry_in(row, args)
     if not trained(row, args):
@@ -64,7 +66,7 @@ def train_row(row: Row, args: argparse.Namespace) -> bool:
             limit = [] if left is None else ['--time-limit', f'{left - START_S / 60:.1f}']
             train_logged(train_command(row, args) + limit, run_dir(row, args), cwd=args.root)
     done = trained(row, args)
-    if not done or carried_epochs(row, args):
+    if not done or carried_epochs(row, args) or args.deadline is not None or args.train_only:
         carry_out(row, args)
     return done
 
@@ -185,6 +187,7 @@ def stage_rows(rows: Sequence[Row], args: argparse.Namespace) -> None:
                 waiting.append(_waiting(row, waits))
             else:
                 stage_row(row, args)
+                drop_carry(row, args)
     if waiting:
         raise SystemExit(f"zoo: cannot stage {'; '.join(waiting)} (run the zoo first)")
 
@@ -196,8 +199,10 @@ def _pending(row: Row, args: argparse.Namespace, selected: Set[str]) -> bool:
     ``selected``): else its new weights would wait in ``output/``."""
     if trained(row, args):
         return swept(row, args) is None
-    if swept(row, args) is None or trained_checkpoint(row, args).is_file() or carry_ahead(row, args):
+    if swept(row, args) is None or trained_checkpoint(row, args).is_file():
         return True
+    if carry_ahead(row, args):
+        return not _row_done(row, args)  # a staged row's leftover carry is dropped, not trained
     if row.kind != 'sct' or is_staged(row, args):
         return False
     return set(_stage_waits_for(row, args)) - {row.name} <= selected
@@ -237,8 +242,8 @@ def dry_run(rows: Sequence[Row], args: argparse.Namespace) -> None:
     for row in rows:
         commands = []
         if not (args.stage or args.report_only) and _pending(row, args, selected):
-            commands = [] if trained(row, args) else [train_command(row, args)]
-            if commands and carry_ahead(row, args):
+            commands = [] if trained(row, args) or carry_finished(row, args) else [train_command(row, args)]
+            if carry_ahead(row, args):
                 print(f'zoo: {row.name} resumes from {carry_dir(row, args)} '
                       f'({carried_epochs(row, args)} of {budget(row, args)[1]} epochs)')
             if not args.train_only:
