@@ -315,7 +315,8 @@ def test_run_rules_finished_sweeps_and_wall_times(tmp_path):
     assert runs.wall_seconds(run) is None
     assert runs.record_wall_time(run, 10.0, resumed=False) == 10.0
     assert runs.record_wall_time(run, 5.0, resumed=True) == 15.0
-    assert json.loads((run / runs.WALL_TIME).read_text()) == {'seconds': 15.0, 'invocations': 2}
+    assert json.loads((run / runs.WALL_TIME).read_text()) == {'seconds': 15.0, 'invocations': 2,
+                                                             'cpus': [precision.this_cpu()] * 2}
     assert runs.record_wall_time(run, 4.0, resumed=False) == 4.0  # started over
     (run / runs.WALL_TIME).write_text(json.dumps({'seconds': 3.0, 'resumed': False}))  # the former layout
     assert runs.wall_seconds(run) == 3.0 and runs.record_wall_time(run, 1.0, resumed=True) == 4.0
