@@ -21,8 +21,8 @@ from typing import Optional
 from ..runs import WALL_TIME, checkpoint, epochs_done
 from .plan import Row, budget, check_budget, run_dir
 
-__all__ = ['CARRY', 'CARRIED', 'CARRY_WARN_BYTES', 'carry_dir', 'carried_epochs', 'carry_finished', 'carry_ahead', 'carry_out',
-           'carry_in', 'drop_carry']
+__all__ = ['CARRY', 'CARRIED', 'CARRY_WARN_BYTES', 'carry_dir', 'carried_epochs', 'carry_finished', 'carry_ahead',
+           'carry_out', 'carry_in', 'drop_carry']
 
 CARRY = 'carry'
 CARRIED = ('last.pth.tar', 'summary.csv', 'args.yaml', WALL_TIME, 'train.log')

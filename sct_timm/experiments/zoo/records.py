@@ -81,9 +81,8 @@ def train_cpu(row: Row, args: argparse.Namespace) -> Optional[str]:
 
 
 def _of_this_cpu(record: dict) -> bool:
-    import torch
-    return (not record.get('train_cpus') and record.get('cpu_capability') == torch.backends.cpu.get_cpu_capability()
-            and bool(record.get('cpu_native_bf16')) == cpu_native_bf16())
+    return (not record.get('train_cpus') and bool(record.get('cpu_capability'))
+            and describe_cpu(record['cpu_capability'], bool(record.get('cpu_native_bf16'))) == this_cpu())
 
 
 def slowdowns(args: argparse.Namespace, arch: Optional[str] = None) -> List[float]:

@@ -36,6 +36,7 @@ from .report import collect, plot
 __all__ = ['epoch_minutes', 'train_row', 'calibrate_row', 'sweep_row', 'comparison_doc', 'stage_row', 'stage_rows',
            'run_rows', 'dry_run']
 
+
 def _minutes_left(args: argparse.Namespace) -> Optional[float]:
     """Minutes of ``--time-limit`` left (None: no limit)."""
     return None if args.deadline is None else (args.deadline - time.monotonic()) / 60
