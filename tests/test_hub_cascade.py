@@ -40,6 +40,8 @@ def test_staged_cascade_is_recorded_and_shown(with_cascade):
     card = (with_cascade / 'README.md').read_text()
     assert '## Resolution cascade' in card and 'top-1 87.90 at 0.0600 mean GMACs' in card and '1.90x' in card
     assert hub.staged_info(with_cascade)['cascade'] == STORED
+    index = hub.render_cards(with_cascade.parent)  # MODEL_CARDS.md reports it too
+    assert '### Resolution cascade' in index and 'top-1 87.90 at 0.0600 mean GMACs' in index
 
 
 def test_loaded_models_carry_the_cascade(with_cascade):

@@ -24,9 +24,10 @@ def test_registered_in_timm():
 
 def test_default_shape_and_scales_are_the_default_tags():
     # as in timm, the default tag (the zoo's Fashion-MNIST weights) sets the default shape, and its scales with it
-    model = timm.create_model('sct_resnet18')
-    assert (model.in_chans, model.num_classes, sct_timm.get_scales(model)) == (1, 10, (64, 48, 32, 24, 16))
-    assert model.pretrained_cfg['tag'] == 'sct5j_fmnist'
+    for name in ('sct_resnet18', 'sct_mobilenetv2'):
+        model = timm.create_model(name)
+        assert (model.in_chans, model.num_classes, sct_timm.get_scales(model)) == (1, 10, (64, 48, 32, 24, 16))
+        assert model.pretrained_cfg['tag'] == 'sct5j_fmnist'
     # an architecture whose retrained weights are not in yet keeps the first generation's tag
     model = timm.create_model('sct_resnet50')
     assert (sct_timm.get_scales(model), model.pretrained_cfg['tag']) == ((64, 48, 32), 'sct3j_fmnist')

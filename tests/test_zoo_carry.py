@@ -156,6 +156,52 @@ def test_putting_a_carry_back_leaves_the_hard_linked_epoch_checkpoints_alone(tmp
     assert (run / 'checkpoint-0.pth.tar').read_bytes() == b'epoch 0'
 
 
+@pytest.fixture
+def carried_in_parts(tmp_path, monkeypatch, faked):
+    """A stopped row whose checkpoint is larger than a carried file may be (100 bytes here), carried, on a clone."""
+    from sct_timm.experiments.zoo import carry as zoo_carry
+    monkeypatch.setattr(zoo_carry, 'CARRY_PART_BYTES', 100)
+    spec = GENERATIONS[DEFAULT_TAG].archs['resnet18']
+    run = fake_run(tmp_path, ROW, spec.train_samples, spec.epochs, done=2)
+    weights = bytes(range(256)) * 4  # 1024 bytes: 11 parts, the last of 24 bytes
+    (run / 'last.pth.tar').write_bytes(weights)
+    args = argparse.Namespace(output=tmp_path / 'runs', results=tmp_path / 'res', train_samples=None, epochs=None)
+    carry = zoo_carry.carry_out(Row(GENERATIONS[DEFAULT_TAG], 'resnet18', 'plain_r64'), args)
+    shutil.rmtree(run)
+    argv = [*zoo_paths(tmp_path), '--archs', 'resnet18', '--rows', 'plain_r64', '--train-only']
+    return argv, args, weights, run, carry
+
+
+def test_a_checkpoint_larger_than_a_git_host_takes_is_carried_in_parts(carried_in_parts, capsys):
+    argv, args, weights, run, carry = carried_in_parts
+    names = sorted(p.name for p in carry.iterdir())
+    assert 'last.pth.tar' not in names and 'last.pth.tar.parts.json' in names
+    parts = sorted(carry.glob('last.pth.tar.part-*'))
+    assert len(parts) == 11 and max(p.stat().st_size for p in parts) == 100
+    assert b''.join(p.read_bytes() for p in parts) == weights
+    assert (carry / 'summary.csv').is_file()  # small files stay whole
+    commands, out = dry_run_commands(argv, capsys)
+    assert f'{ROW} resumes from {carry} (2 of' in out
+    from sct_timm.experiments.zoo.carry import carry_in
+    assert carry_in(Row(GENERATIONS[DEFAULT_TAG], 'resnet18', 'plain_r64'), args)
+    assert (run / 'last.pth.tar').read_bytes() == weights and runs.epochs_done(run) == 2
+
+
+@pytest.mark.parametrize('damage', ['missing', 'corrupt'])
+def test_a_carry_missing_a_part_or_holding_a_damaged_one_is_refused(carried_in_parts, damage):
+    argv, args, weights, run, carry = carried_in_parts
+    part = carry / 'last.pth.tar.part-07'
+    if damage == 'missing':
+        part.unlink()
+        match = f'carry {carry} is incomplete: last.pth.tar.part-07 is missing'
+    else:
+        part.write_bytes(b'x' * 100)
+        match = f'carry {carry} is corrupt: the parts of last.pth.tar join to 1024 bytes not matching'
+    with pytest.raises(SystemExit, match=match):
+        zoo_main(argv)
+    assert not (run / 'last.pth.tar').exists() and not list(run.glob('.*partial'))  # nothing half-written stays
+
+
 def test_a_training_in_parts_on_different_cpus_names_each(tmp_path):
     gen = GENERATIONS[DEFAULT_TAG]
     spec = gen.archs['resnet18']

@@ -322,6 +322,8 @@ def render_model_cards_index(infos: Sequence[Dict[str, Any]], command: str, hub_
         if info.get('comparison'):
             prefix = f"{hub_label}/{info['name']}/"
             lines += ['### Beside dedicated models', '', *comparison_lines(info, prefix), '']
+        if info.get('cascade'):
+            lines += [*cascade_lines(info, '### Resolution cascade'), '']
     return '\n'.join(lines).rstrip('\n') + '\n'
 
 

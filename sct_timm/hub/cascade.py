@@ -37,13 +37,13 @@ def cascade_entry(path: Union[str, Path], label: Optional[str] = None) -> Dict[s
     return entry
 
 
-def cascade_lines(info: Dict[str, Any]) -> List[str]:
+def cascade_lines(info: Dict[str, Any], heading: str = '## Resolution cascade') -> List[str]:
     """The card's cascade section: the fitted thresholds, what they bought on the test images, how to use them."""
     fitted, entry = info.get('cascade'), info.get('cascade_report')
     if not fitted:
         return []
     stages = ' -> '.join(f'{s} px' for s in fitted['resolutions'])
-    lines = ['## Resolution cascade', '',
+    lines = [heading, '',
              f"Every image at {fitted['resolutions'][0]} px first; only the images whose {fitted['rule']} confidence "
              f"is below the stage's threshold ({', '.join(f'{t:.3f}' for t in fitted['thresholds'])}) go on "
              f'({stages}). The thresholds were fitted on held-out training images, never the test set.']

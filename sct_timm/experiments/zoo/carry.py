@@ -10,9 +10,14 @@ ends loses nothing trained.
 
 Carried is what the resume and the row's records read: the checkpoint (model, optimizer and, where trained with one,
 EMA state; resumed with ``torch.load(weights_only=True)``), ``summary.csv``, ``args.yaml``, the wall time so far (with
-each part's CPU) and the training log.
+each part's CPU) and the training log. A file larger than a git host takes in one (GitHub refuses 100 MB; resnet50's
+checkpoint with SGD's momentum is about 190 MB) is carried in parts of at most `CARRY_PART_BYTES`, named
+``<file>.part-NN``, beside a ``<file>.parts.json`` that gives their count, the whole size and its SHA-256: put back, they
+are joined and checked, and a carry missing a part, or holding a damaged one, is refused naming it.
 """
 import argparse
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -21,23 +26,36 @@ from typing import Optional
 from ..runs import WALL_TIME, checkpoint, epochs_done
 from .plan import Row, budget, check_budget, run_dir
 
-__all__ = ['CARRY', 'CARRIED', 'CARRY_WARN_BYTES', 'carry_dir', 'carried_epochs', 'carry_finished', 'carry_ahead',
+__all__ = ['CARRY', 'CARRIED', 'CARRY_PART_BYTES', 'carry_dir', 'carried_epochs', 'carry_finished', 'carry_ahead',
            'carry_out', 'carry_in', 'drop_carry']
 
 CARRY = 'carry'
 CARRIED = ('last.pth.tar', 'summary.csv', 'args.yaml', WALL_TIME, 'train.log')
-# above this a checkpoint is near what git hosts take in one file (GitHub refuses 100 MB): resnet50's, with SGD's
-# momentum, is about 190 MB
-CARRY_WARN_BYTES = 90 * 2 ** 20
+# the largest file carried whole: below what git hosts take in one file (GitHub refuses 100 MB, warns above 50 MB)
+CARRY_PART_BYTES = 45 * 2 ** 20
+_CHUNK = 2 ** 20
 
 
 def carry_dir(row: Row, args: argparse.Namespace) -> Path:
     return Path(args.results) / CARRY / row.name
 
 
+def _manifest(path: Path) -> Path:
+    return path.with_name(f'{path.name}.parts.json')
+
+
+def _part(path: Path, index: int) -> Path:
+    return path.with_name(f'{path.name}.part-{index:02d}')
+
+
+def _carried(path: Path) -> bool:
+    """Whether a carry holds the file, whole or in parts."""
+    return path.is_file() or _manifest(path).is_file()
+
+
 def _epochs(folder: Path) -> int:
     """Epochs a run or carry folder can resume from (0: none, or no checkpoint)."""
-    return epochs_done(folder) if checkpoint(folder).is_file() else 0
+    return epochs_done(folder) if _carried(checkpoint(folder)) else 0
 
 
 def carried_epochs(row: Row, args: argparse.Namespace) -> int:
@@ -58,13 +76,62 @@ def carry_ahead(row: Row, args: argparse.Namespace) -> bool:
     return True
 
 
-def _copy(source: Path, target: Path) -> None:
-    """Copy the carried files; each is written aside, then replaces its target (timm hard-links ``last.pth.tar`` to
-    the epoch's ``checkpoint-N.pth.tar``: writing through it would change that one too)."""
+def _split(source: Path, target: Path) -> None:
+    """Write ``source`` into the carry folder ``target`` whole, or in parts where it is larger than a git host takes."""
+    if source.stat().st_size <= CARRY_PART_BYTES:
+        shutil.copyfile(source, target / source.name)
+        return
+    digest, size, count = hashlib.sha256(), 0, 0
+    with open(source, 'rb') as f:
+        while block := f.read(CARRY_PART_BYTES):
+            _part(target / source.name, count).write_bytes(block)
+            digest.update(block)
+            size, count = size + len(block), count + 1
+    _manifest(target / source.name).write_text(json.dumps({'parts': count, 'bytes': size,
+                                                           'sha256': digest.hexdigest()}, indent=2) + '\n')
+
+
+def _join(carried: Path, output: Path) -> None:
+    """Write the carried file ``carried`` (whole or in parts) to ``output``; parts are checked against their
+    manifest, so a carry missing one or holding a damaged one is refused in one line that names it."""
+    if carried.is_file():
+        shutil.copyfile(carried, output)
+        return
+    manifest = json.loads(_manifest(carried).read_text())
+    digest, size = hashlib.sha256(), 0
+    with open(output, 'wb') as out:
+        for index in range(manifest['parts']):
+            part = _part(carried, index)
+            if not part.is_file():
+                out.close()
+                output.unlink()
+                raise SystemExit(f'zoo: error: carry {carried.parent} is incomplete: {part.name} is missing '
+                                 f'({manifest["parts"]} parts listed in {_manifest(carried).name})')
+            with open(part, 'rb') as f:
+                while block := f.read(_CHUNK):
+                    out.write(block)
+                    digest.update(block)
+                    size += len(block)
+    if size != manifest['bytes'] or digest.hexdigest() != manifest['sha256']:
+        output.unlink()
+        raise SystemExit(f'zoo: error: carry {carried.parent} is corrupt: the parts of {carried.name} join to '
+                         f'{size} bytes not matching the size and SHA-256 in {_manifest(carried).name}')
+
+
+def _carry_files(run: Path, carry: Path) -> None:
     for name in CARRIED:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, target / f'.{name}.partial')
-            os.replace(target / f'.{name}.partial', target / name)
+        if (run / name).is_file():
+            _split(run / name, carry)
+
+
+def _restore_files(carry: Path, run: Path) -> None:
+    """Put the carried files back; each is written aside, then replaces its target (timm hard-links ``last.pth.tar``
+    to the epoch's ``checkpoint-N.pth.tar``: writing through it would change that one too). The checkpoint is
+    joined first, so a refused carry leaves the run folder as it was."""
+    for name in sorted(CARRIED, key=lambda name: name != checkpoint(carry).name):
+        if _carried(carry / name):
+            _join(carry / name, run / f'.{name}.partial')
+            os.replace(run / f'.{name}.partial', run / name)
 
 
 def carry_out(row: Row, args: argparse.Namespace) -> Optional[Path]:
@@ -77,15 +144,11 @@ def carry_out(row: Row, args: argparse.Namespace) -> Optional[Path]:
     for folder in (partial, replaced):
         shutil.rmtree(folder, ignore_errors=True)
     partial.mkdir(parents=True)
-    _copy(run_dir(row, args), partial)
+    _carry_files(run_dir(row, args), partial)
     if target.exists():
         target.rename(replaced)
     partial.rename(target)
     shutil.rmtree(replaced, ignore_errors=True)
-    size = checkpoint(target).stat().st_size
-    if size > CARRY_WARN_BYTES:
-        print(f'zoo: warning: {checkpoint(target)} is {size / 2 ** 20:.0f} MiB, near or over what a git host takes in '
-              f'one file (GitHub: 100 MB)')
     return target
 
 
@@ -94,7 +157,7 @@ def carry_in(row: Row, args: argparse.Namespace) -> bool:
     if not carry_ahead(row, args):
         return False
     run_dir(row, args).mkdir(parents=True, exist_ok=True)
-    _copy(carry_dir(row, args), run_dir(row, args))
+    _restore_files(carry_dir(row, args), run_dir(row, args))
     return True
 
 
