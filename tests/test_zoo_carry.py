@@ -187,16 +187,22 @@ def test_a_checkpoint_larger_than_a_git_host_takes_is_carried_in_parts(carried_i
     assert (run / 'last.pth.tar').read_bytes() == weights and runs.epochs_done(run) == 2
 
 
-@pytest.mark.parametrize('damage', ['missing', 'corrupt'])
+@pytest.mark.parametrize('damage', ['missing', 'corrupt', 'manifest', 'manifest_keys'])
 def test_a_carry_missing_a_part_or_holding_a_damaged_one_is_refused(carried_in_parts, damage):
     argv, args, weights, run, carry = carried_in_parts
     part = carry / 'last.pth.tar.part-07'
     if damage == 'missing':
         part.unlink()
         match = f'carry {carry} is incomplete: last.pth.tar.part-07 is missing'
-    else:
+    elif damage == 'corrupt':
         part.write_bytes(b'x' * 100)
         match = f'carry {carry} is corrupt: the parts of last.pth.tar join to 1024 bytes not matching'
+    elif damage == 'manifest':
+        (carry / 'last.pth.tar.parts.json').write_text('{"parts": 11,')
+        match = f'carry {carry} is corrupt: .*last.pth.tar.parts.json: not a readable JSON file'
+    else:
+        (carry / 'last.pth.tar.parts.json').write_text('{"parts": 11}')
+        match = f'carry {carry} is corrupt: last.pth.tar.parts.json does not give the parts, bytes and sha256'
     with pytest.raises(SystemExit, match=match):
         zoo_main(argv)
     assert not (run / 'last.pth.tar').exists() and not list(run.glob('.*partial'))  # nothing half-written stays

@@ -21,8 +21,10 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
+from ...results.files import read_json
+from ...utils import CLIError
 from ..runs import WALL_TIME, checkpoint, epochs_done
 from .plan import Row, budget, check_budget, run_dir
 
@@ -91,31 +93,50 @@ def _split(source: Path, target: Path) -> None:
                                                            'sha256': digest.hexdigest()}, indent=2) + '\n')
 
 
+def _read_manifest(carried: Path) -> dict:
+    """A carried file's parts manifest; a damaged one is refused in one line that names it."""
+    try:
+        manifest = read_json(_manifest(carried))
+    except CLIError as e:
+        raise SystemExit(f'zoo: error: carry {carried.parent} is corrupt: {e}') from None
+    if not (isinstance(manifest, dict) and isinstance(manifest.get('parts'), int)
+            and isinstance(manifest.get('bytes'), int) and isinstance(manifest.get('sha256'), str)):
+        raise SystemExit(f'zoo: error: carry {carried.parent} is corrupt: {_manifest(carried).name} does not give '
+                         f'the parts, bytes and sha256 of {carried.name}')
+    return manifest
+
+
+def _join_parts(carried: Path, manifest: dict, out: BinaryIO) -> None:
+    """Write the parts of ``carried`` to ``out``, checked against their manifest."""
+    digest, size = hashlib.sha256(), 0
+    for index in range(manifest['parts']):
+        part = _part(carried, index)
+        if not part.is_file():
+            raise SystemExit(f'zoo: error: carry {carried.parent} is incomplete: {part.name} is missing '
+                             f'({manifest["parts"]} parts listed in {_manifest(carried).name})')
+        with open(part, 'rb') as f:
+            while block := f.read(_CHUNK):
+                out.write(block)
+                digest.update(block)
+                size += len(block)
+    if size != manifest['bytes'] or digest.hexdigest() != manifest['sha256']:
+        raise SystemExit(f'zoo: error: carry {carried.parent} is corrupt: the parts of {carried.name} join to '
+                         f'{size} bytes not matching the size and SHA-256 in {_manifest(carried).name}')
+
+
 def _join(carried: Path, output: Path) -> None:
-    """Write the carried file ``carried`` (whole or in parts) to ``output``; parts are checked against their
-    manifest, so a carry missing one or holding a damaged one is refused in one line that names it."""
+    """Write the carried file ``carried`` (whole or in parts) to ``output``; a carry missing a part or holding a
+    damaged one is refused in one line that names it, and leaves no ``output``."""
     if carried.is_file():
         shutil.copyfile(carried, output)
         return
-    manifest = json.loads(_manifest(carried).read_text())
-    digest, size = hashlib.sha256(), 0
-    with open(output, 'wb') as out:
-        for index in range(manifest['parts']):
-            part = _part(carried, index)
-            if not part.is_file():
-                out.close()
-                output.unlink()
-                raise SystemExit(f'zoo: error: carry {carried.parent} is incomplete: {part.name} is missing '
-                                 f'({manifest["parts"]} parts listed in {_manifest(carried).name})')
-            with open(part, 'rb') as f:
-                while block := f.read(_CHUNK):
-                    out.write(block)
-                    digest.update(block)
-                    size += len(block)
-    if size != manifest['bytes'] or digest.hexdigest() != manifest['sha256']:
-        output.unlink()
-        raise SystemExit(f'zoo: error: carry {carried.parent} is corrupt: the parts of {carried.name} join to '
-                         f'{size} bytes not matching the size and SHA-256 in {_manifest(carried).name}')
+    manifest = _read_manifest(carried)
+    try:
+        with open(output, 'wb') as out:
+            _join_parts(carried, manifest, out)
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
 
 
 def _carry_files(run: Path, carry: Path) -> None:
